@@ -48,6 +48,17 @@ def _register_all() -> None:
         module.register(app)
 
 
+@app.command()
+def version() -> None:
+    """Print the edge-ad version and the versions of its runtime libraries."""
+    import numpy
+    import onnxruntime
+
+    from edge_ad import __version__
+
+    typer.echo(f"edge-ad {__version__} (numpy {numpy.__version__}, onnxruntime {onnxruntime.__version__})")
+
+
 _register_all()
 
 
