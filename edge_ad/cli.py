@@ -26,7 +26,9 @@ app = typer.Typer(
 # written yet is skipped, so areas can land one at a time.
 COMMAND_MODULES = (
     "edge_ad.commands.data",
+    "edge_ad.commands.synth",
     "edge_ad.commands.train",
+    "edge_ad.commands.evaluate",
     "edge_ad.commands.export",
     "edge_ad.commands.run",
     "edge_ad.commands.check",
