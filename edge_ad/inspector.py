@@ -1,0 +1,210 @@
+"""One frame in, one decision out: geometry -> preprocess -> backend -> scoring -> decision.
+
+Split in two so the runtime can pick a part's best frame before paying for inference:
+:meth:`Inspector.observe` does the cheap per-frame work (depth checks, foreground, part presence,
+the model inputs) and :meth:`Inspector.score` runs the model on a chosen observation. Neither
+raises for a bad frame or a failing model: the problem becomes a FAULT_REJECT with its reason,
+because on the line an exception would mean a part that nobody decided on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_ad.backends import InferenceBackend, create_backend
+from edge_ad.bundle import Bundle, check_backend_matches, load_bundle
+from edge_ad.clock import Clock, MonotonicClock, elapsed_ms
+from edge_ad.decision import Decision, FaultReason, decide, fault
+from edge_ad.errors import ConfigError, DataError, GeometryError, InferenceError, PlaneFitError
+from edge_ad.frame import Frame
+from edge_ad.geometry import FULL_ROI, Presence, part_presence
+from edge_ad.preprocess import Preprocessed, preprocess, to_model_inputs
+from edge_ad.scoring import ScoreResult, score_outputs
+
+# Modes whose model reads depth; in "rgb" mode depth only feeds the foreground mask, if present.
+DEPTH_MODES = ("depth", "rgbd")
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """What one frame showed: the model inputs, part presence, or why the frame is unusable."""
+
+    frame: Frame
+    sample: Preprocessed | None
+    presence: Presence | None
+    fault: FaultReason | None = None
+    fault_detail: str = ""
+    preprocess_ms: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        """True when the frame can be scored."""
+        return self.fault is None and self.sample is not None
+
+    @property
+    def part_present(self) -> bool | None:
+        """Whether a part is in the ROI; None when unknown (no depth, or the frame is unusable)."""
+        return None if self.presence is None else self.presence.present
+
+
+@dataclass(frozen=True, eq=False)
+class Inspection:
+    """The decision for one observation, the score behind it and per-stage timings in ms."""
+
+    observation: Observation
+    decision: Decision
+    result: ScoreResult | None
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+class Inspector:
+    """Runs a verified bundle's preprocessing, model and scoring on frames."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: InferenceBackend,
+        *,
+        clock: Clock | None = None,
+        min_area_fraction: float | None = None,
+    ) -> None:
+        """Pair ``bundle`` with an open ``backend``; BundleError when the backend's I/O differs from the manifest."""
+        check_backend_matches(
+            bundle.manifest, backend.input_spec(), backend.output_spec(), f"backend for {bundle.root}"
+        )
+        self.bundle = bundle
+        self.backend = backend
+        self.clock: Clock = clock or MonotonicClock()
+        self.min_area_fraction = min_area_fraction
+        self.config = bundle.preprocess_config
+        self.threshold = bundle.manifest.scoring.threshold.value
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: Path,
+        backend: str = "onnxruntime",
+        *,
+        clock: Clock | None = None,
+        min_area_fraction: float | None = None,
+        **backend_options: Any,
+    ) -> Inspector:
+        """Verify the bundle at ``path`` (BundleError if bad) and open its model with ``backend``."""
+        bundle = load_bundle(path)
+        engine = create_backend(backend, bundle.model_path(), **backend_options)
+        return cls(bundle, engine, clock=clock, min_area_fraction=min_area_fraction)
+
+    def observe(self, frame: Frame) -> Observation:
+        """Geometry and preprocessing for one frame; an unusable frame gives an Observation with ``fault`` set."""
+        start = self.clock.now_ns()
+        sample: Preprocessed | None = None
+        presence: Presence | None = None
+        reason: FaultReason | None = None
+        detail = ""
+        try:
+            xyz = self._checked_xyz(frame)
+            sample = preprocess(frame.color, xyz, self.config)
+            if sample.foreground is not None:
+                presence = self._presence(sample)
+        except PlaneFitError as exc:
+            reason, detail = FaultReason.PLANE_FIT, str(exc)
+        except GeometryError as exc:
+            reason, detail = FaultReason.INVALID_DEPTH, str(exc)
+        except (DataError, ConfigError) as exc:
+            reason, detail = FaultReason.INVALID_INPUT, str(exc)
+        if reason is not None:
+            sample, presence = None, None
+        took = elapsed_ms(start, self.clock.now_ns())
+        return Observation(frame, sample, presence, reason, detail, took)
+
+    def score(self, observation: Observation) -> Inspection:
+        """Model, scoring and decision for an observation; every failure becomes FAULT_REJECT with its reason."""
+        timings = {"preprocess": observation.preprocess_ms, "inference": 0.0, "scoring": 0.0}
+        if not observation.usable:
+            decision = fault(observation.fault or FaultReason.INVALID_INPUT, observation.fault_detail)
+            return self._inspection(observation, decision, None, timings)
+        start = self.clock.now_ns()
+        try:
+            outputs = self.backend.infer(to_model_inputs([observation.sample]))  # type: ignore[list-item]
+        except InferenceError as exc:
+            timings["inference"] = elapsed_ms(start, self.clock.now_ns())
+            return self._inspection(observation, fault(FaultReason.INFERENCE_ERROR, str(exc)), None, timings)
+        middle = self.clock.now_ns()
+        timings["inference"] = elapsed_ms(start, middle)
+        result: ScoreResult | None = None
+        try:
+            result = score_outputs(outputs, self.bundle.manifest.scoring)
+            decision = decide(result, self.threshold)
+        except InferenceError as exc:
+            decision = fault(FaultReason.INVALID_OUTPUT, str(exc))
+        timings["scoring"] = elapsed_ms(middle, self.clock.now_ns())
+        return self._inspection(observation, decision, result, timings)
+
+    def inspect(self, frame: Frame) -> Inspection:
+        """``score(observe(frame))``."""
+        return self.score(self.observe(frame))
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> Inspector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _checked_xyz(self, frame: Frame) -> np.ndarray | None:
+        """The frame's point cloud, or GeometryError/DataError saying why the frame cannot be used."""
+        color = frame.color
+        if (
+            not isinstance(color, np.ndarray)
+            or color.ndim != 3
+            or color.shape[2] != 3
+            or color.dtype != np.uint8
+        ):
+            got = f"{color.dtype} {color.shape}" if isinstance(color, np.ndarray) else type(color).__name__
+            raise DataError(f"frame {frame.frame_number}: colour must be uint8 (H, W, 3) RGB, got {got}")
+        needs_depth = self.config.mode in DEPTH_MODES
+        if frame.depth is None or frame.intrinsics is None:
+            if needs_depth:
+                raise GeometryError(
+                    f"frame {frame.frame_number}: model mode {self.config.mode!r} needs depth; "
+                    f"frame has {'no depth' if frame.depth is None else 'no intrinsics'}"
+                )
+            return None
+        depth = frame.depth
+        if not isinstance(depth, np.ndarray) or depth.shape != color.shape[:2]:
+            got = getattr(depth, "shape", type(depth).__name__)
+            raise GeometryError(
+                f"frame {frame.frame_number}: depth shape {got} does not match colour {color.shape[:2]}"
+            )
+        if needs_depth and not np.any(np.isfinite(depth) & (depth > 0)):
+            # Caught here whatever the foreground settings: a model must never score an empty depth map.
+            raise GeometryError(f"frame {frame.frame_number}: no valid depth (all pixels zero or not finite)")
+        try:
+            return frame.xyz()
+        except ValueError as exc:  # intrinsics disagree with the depth size
+            raise GeometryError(f"frame {frame.frame_number}: {exc}") from exc
+
+    def _presence(self, sample: Preprocessed) -> Presence:
+        foreground = sample.foreground
+        roi = self.config.foreground.roi if self.config.foreground is not None else FULL_ROI
+        if self.min_area_fraction is None:
+            return part_presence(foreground.mask, roi)  # type: ignore[union-attr]
+        return part_presence(foreground.mask, roi, self.min_area_fraction)  # type: ignore[union-attr]
+
+    def _inspection(
+        self,
+        observation: Observation,
+        decision: Decision,
+        result: ScoreResult | None,
+        timings: dict[str, float],
+    ) -> Inspection:
+        timings["total"] = timings["preprocess"] + timings["inference"] + timings["scoring"]
+        return Inspection(observation, decision, result, timings)
