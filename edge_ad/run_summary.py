@@ -21,7 +21,9 @@ from rich.table import Table
 from edge_ad.decision import Decision, Verdict
 from edge_ad.errors import ConfigError
 
-# Latency stages reported (milliseconds).
+# Latency stages reported (milliseconds): geometry + preprocessing per frame, inference per scored
+# frame, and end to end from the scored frame's arrival to the part's decision, which includes
+# waiting for the part to leave the view (the reject delay must cover it).
 STAGE_PREPROCESS = "geometry_preprocess"
 STAGE_INFERENCE = "inference"
 STAGE_END_TO_END = "end_to_end"

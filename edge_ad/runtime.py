@@ -21,19 +21,19 @@ always ends with the tracker flushed, pulses in flight drained and the output ba
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_ad.clock import Clock, MonotonicClock
 from edge_ad.decision import Decision, FaultReason, fault
 from edge_ad.errors import CameraDisconnected, CameraError, ConfigError
 from edge_ad.frame import Frame
+from edge_ad.frame_queue import FrameQueue
 from edge_ad.line.outputs import DigitalOutput
 from edge_ad.line.reject import RejectScheduler, RejectTiming
 from edge_ad.part_tracker import ObservationLike, PartTracker, TrackedPart, TrackerConfig
@@ -54,6 +54,13 @@ _ACTUATOR_TICK_S = 0.002
 _BACKOFF_MAX_S = 1.0
 
 
+class InspectionLike(Protocol):
+    """What the loop reads of :class:`edge_ad.inspector.Inspection`."""
+
+    decision: Decision
+    timings_ms: Mapping[str, float]
+
+
 class InspectorLike(Protocol):
     """What the loop needs of :class:`edge_ad.inspector.Inspector`."""
 
@@ -61,8 +68,8 @@ class InspectorLike(Protocol):
         """Per-frame geometry and preprocessing (never raises for a bad frame)."""
         ...
 
-    def score(self, observation: ObservationLike) -> object:
-        """Model + decision for one observation; returns an Inspection with ``decision`` and ``timings_ms``."""
+    def score(self, observation: Any) -> InspectionLike:
+        """Model + decision for one observation (never raises: failures are FAULT_REJECT)."""
         ...
 
 
@@ -96,66 +103,6 @@ class RuntimeConfig:
                 raise ConfigError(f"runtime.{name}: must be >= 1, got {value}")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ConfigError(f"runtime.duration_s: must be > 0, got {self.duration_s}")
-
-
-class FrameQueue:
-    """Bounded FIFO between capture and inspection: drop-oldest when full, or block when ``lossless``.
-
-    :meth:`close` wakes both sides; the reader then drains what is left and gets :data:`END`.
-    """
-
-    END = object()
-
-    def __init__(self, maxsize: int, lossless: bool = False) -> None:
-        if maxsize < 1:
-            raise ConfigError(f"frame queue: maxsize must be >= 1, got {maxsize}")
-        self.maxsize = maxsize
-        self.lossless = lossless
-        self._items: collections.deque[Frame] = collections.deque()
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def put(self, frame: Frame, timeout_s: float | None = None) -> Frame | None:
-        """Enqueue ``frame``; returns the frame dropped to make room (None if none was).
-
-        In lossless mode the call waits for room (up to ``timeout_s``, None = until :meth:`close`;
-        past it the oldest is dropped after all).
-        """
-        with self._cond:
-            if self.lossless:
-                self._cond.wait_for(lambda: len(self._items) < self.maxsize or self._closed, timeout_s)
-            dropped = self._items.popleft() if len(self._items) >= self.maxsize else None
-            self._items.append(frame)
-            self._cond.notify_all()
-            return dropped
-
-    def get(self, timeout_s: float) -> Frame | object | None:
-        """The oldest frame, :data:`END` once closed and empty, or None after ``timeout_s`` with nothing queued."""
-        with self._cond:
-            self._cond.wait_for(lambda: bool(self._items) or self._closed, timeout_s)
-            if self._items:
-                frame = self._items.popleft()
-                self._cond.notify_all()
-                return frame
-            return FrameQueue.END if self._closed else None
-
-    def close(self) -> None:
-        """No more frames will come."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def clear(self) -> int:
-        """Discard what is queued; returns how many frames that was."""
-        with self._cond:
-            count = len(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return count
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
 
 
 class InspectionRuntime:
@@ -218,7 +165,8 @@ class InspectionRuntime:
             "max_lateness_us": self.scheduler.max_late_ns // 1000,
             "abandoned": self.scheduler.pending,
         }
-        # Frames a part needs to cross the view; a real part seen this recently is not "missed".
+        # A real part last seen within the debounce window before the stop may still have been
+        # entering or leaving: it is not counted as missed.
         in_view = self.config.tracker.enter_frames + self.config.tracker.leave_frames
         error = str(self._capture_error) if self._capture_error is not None else None
         return self.recorder.finish(reason, duration_s, pulses, in_view, error)
@@ -258,10 +206,9 @@ class InspectionRuntime:
                 decision = fault(FaultReason.INVALID_DEPTH, f"{reason}: no usable frame among {part.frames}")
         else:
             inspection = self.inspector.score(part.best)
-            decision = inspection.decision  # type: ignore[attr-defined]
-            timings = getattr(inspection, "timings_ms", {})
-            if "inference" in timings:
-                self.recorder.stage(STAGE_INFERENCE, round(timings["inference"] * 1e6))
+            decision = inspection.decision
+            if "inference" in inspection.timings_ms:
+                self.recorder.stage(STAGE_INFERENCE, round(inspection.timings_ms["inference"] * 1e6))
         decided = self.clock.now_ns()
         self.recorder.stage(STAGE_END_TO_END, decided - part.capture_ns)
         self.scheduler.schedule(part.part_id, part.capture_ns, decision)

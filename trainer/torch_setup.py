@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,11 +27,23 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"--device: invalid device {name!r}: {exc}") from exc
 
 
-def configure_threads() -> int:
-    """Use the cores we have (at most 8) unless OMP_NUM_THREADS already says how many."""
-    if "OMP_NUM_THREADS" not in os.environ:
+@contextmanager
+def cpu_threads(requested: int | None = None) -> Iterator[int]:
+    """Set torch's intra-op thread count for a block and restore it afterwards; yields the count.
+
+    ``requested`` None: all cores (at most 8) unless OMP_NUM_THREADS already chose. Tiny models
+    should ask for 1: their many small ops pay a thread barrier each, which costs more than it
+    saves, and on a busy machine (CI, shared workstation) far more.
+    """
+    previous = torch.get_num_threads()
+    if requested is not None:
+        torch.set_num_threads(max(1, requested))
+    elif "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, min(MAX_CPU_THREADS, os.cpu_count() or 1)))
-    return torch.get_num_threads()
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_everything(seed: int) -> torch.Generator:

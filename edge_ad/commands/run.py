@@ -69,7 +69,13 @@ def run(
             "No-realtime: every frame inspected, as fast as possible. Default: realtime, except an unpaced folder.",
         ),
     ] = None,
-    reject_delay: Annotated[float, typer.Option("--reject-delay", min=0.0, help="Seconds from capture to the actuator.")] = 0.5,
+    reject_delay: Annotated[
+        float,
+        typer.Option(
+            "--reject-delay", min=0.0,
+            help="Seconds from a part's capture to the actuator; must exceed the end_to_end latency (late pulses are counted).",
+        ),
+    ] = 1.5,
     pulse: Annotated[float, typer.Option("--pulse", min=0.001, help="Reject pulse width in seconds.")] = 0.05,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="Frames buffered between capture and inspection.")] = 2,
     backend: Annotated[str, typer.Option("--backend", help="Inference backend.")] = "onnxruntime",

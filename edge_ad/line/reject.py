@@ -23,10 +23,12 @@ from edge_ad.line.outputs import DigitalOutput
 class RejectTiming:
     """``delay_s``: capture -> part in front of the actuator; ``pulse_s``: how long the actuator fires.
 
-    A pulse raised more than ``late_tolerance_s`` after its due time counts as late.
+    A pulse raised more than ``late_tolerance_s`` after its due time counts as late. The delay must
+    exceed the decision latency (a part is decided once it has left the view, roughly half a
+    passage after its best frame): the 1.5 s default covers the synthetic line's default speed.
     """
 
-    delay_s: float = 0.5
+    delay_s: float = 1.5
     pulse_s: float = 0.05
     late_tolerance_s: float = 0.005
 

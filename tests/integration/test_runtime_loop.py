@@ -20,13 +20,14 @@ from edge_ad.clock import FakeClock, MonotonicClock
 from edge_ad.decision import Decision, Verdict
 from edge_ad.errors import CameraDisconnected, CameraError
 from edge_ad.frame import Frame
+from edge_ad.frame_queue import FrameQueue
 from edge_ad.geometry import Presence
 from edge_ad.inspector import Inspector
 from edge_ad.line.outputs import SimOutput
 from edge_ad.line.reject import RejectTiming
 from edge_ad.part_tracker import TrackerConfig
 from edge_ad.run_summary import RunSummary
-from edge_ad.runtime import FrameQueue, InspectionRuntime, RuntimeConfig, run_inspection
+from edge_ad.runtime import InspectionRuntime, RuntimeConfig, run_inspection
 from edge_ad.sources import SourceBase, SourceExhausted, SourceInfo, open_source
 from tests.helpers.bundles import make_tiny_bundle, tiny_preprocess_config
 from tests.helpers.datasets import make_mvtec3d

@@ -24,7 +24,7 @@ from trainer.run_io import (
     write_config,
     write_json,
 )
-from trainer.torch_setup import configure_threads, resolve_device, seed_everything
+from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
 
 
 @register_family("ast")
@@ -34,92 +34,8 @@ class ASTFamily:
     @staticmethod
     def train(job: TrainJob) -> TrainResult:
         """Cache features, train teacher then student, write the run, score validation."""
-        started = time.perf_counter()
-        settings = job.settings
-        threads = configure_threads()
-        device = resolve_device(settings.device)
-        generator = seed_everything(settings.seed)
-        parts = build_parts(settings, job.train_split.has_xyz)
-        detector = ASTDetector(parts.model, parts.backbone).to(device)
-
-        t0 = time.perf_counter()
-        batch = settings.train.batch_size
-        train_arrays, train_hit = prepare_split(
-            job.train_split, parts.preprocess, detector.backbone, job.cache, device, batch, job.progress
-        )
-        val_arrays, val_hit = prepare_split(
-            job.val_split, parts.preprocess, detector.backbone, job.cache, device, batch, job.progress
-        )
-        feature_seconds = time.perf_counter() - t0
-
-        train_inputs = assemble_split(detector, train_arrays, device)
-        val_inputs = assemble_split(detector, val_arrays, device)
-        t0 = time.perf_counter()
-        teacher_log = fit_teacher(detector, train_inputs, val_inputs, settings.train, generator, job.progress)
-        teacher_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        student_log = fit_student(detector, train_inputs, val_inputs, settings.train, generator, job.progress)
-        student_seconds = time.perf_counter() - t0
-        detector.eval()
-
-        config = {
-            "family": "ast",
-            "preset": settings.preset,
-            "mode": settings.mode,
-            "aggregation": parts.model.aggregation,
-            "seed": settings.seed,
-            "backbone": parts.backbone_info,
-            "model": parts.model.to_dict(),
-            "preprocess": parts.preprocess.to_dict(),
-            "train": {
-                **to_plain(settings.train),
-                "device": str(device),
-                "threads": threads,
-            },
-            "data": {
-                "root": str(job.data_root),
-                "train_samples": len(job.train_split),
-                "validation_samples": len(job.val_split),
-                "validation_source": job.val_source,
-                "has_xyz": job.train_split.has_xyz,
-            },
-            "settings": settings.to_dict(),
-            "versions": versions(),
-        }
-        job.out_dir.mkdir(parents=True, exist_ok=True)
-        write_config(job.out_dir, config)
-        write_checkpoint(
-            job.out_dir, config, {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()}
-        )
-
-        loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)
-        t0 = time.perf_counter()
-        scored = list(iter_scores(loaded, job.val_split, batch, job.progress))
-        write_json(
-            job.out_dir / VALIDATION_SCORES_FILE,
-            {
-                "names": [s.sample.name for s in scored],
-                "scores": [s.scores["ast"] for s in scored],
-                "teacher_nll_scores": [s.scores["teacher-nll"] for s in scored],
-                "has_mask": all(s.has_mask for s in scored),
-            },
-        )
-        log = {
-            "teacher": teacher_log,
-            "student": student_log,
-            "seconds": {
-                "features": feature_seconds,
-                "teacher": teacher_seconds,
-                "student": student_seconds,
-                "validation_scoring": time.perf_counter() - t0,
-                "total": time.perf_counter() - started,
-            },
-            "feature_cache": {"train_hit": train_hit, "validation_hit": val_hit, "dir": str(job.cache.cache_dir)},
-            "device": str(device),
-            "threads": threads,
-        }
-        write_json(job.out_dir / TRAIN_LOG_FILE, log)
-        return TrainResult(job.out_dir, config, log, [s.scores["ast"] for s in scored])
+        with cpu_threads(job.settings.train.cpu_threads) as threads:
+            return _train(job, threads)
 
     @staticmethod
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> ASTDetector:
@@ -134,3 +50,92 @@ class ASTFamily:
             except (KeyError, RuntimeError) as exc:
                 raise WeightsError(f"checkpoint {part} weights do not fit the model in config.yaml: {exc}") from exc
         return detector.to(device).eval()
+
+
+def _train(job: TrainJob, threads: int) -> TrainResult:
+    """The training run proper (inside the thread-count context)."""
+    started = time.perf_counter()
+    settings = job.settings
+    device = resolve_device(settings.device)
+    generator = seed_everything(settings.seed)
+    parts = build_parts(settings, job.train_split.has_xyz)
+    detector = ASTDetector(parts.model, parts.backbone).to(device)
+
+    t0 = time.perf_counter()
+    batch = settings.train.batch_size
+    train_arrays, train_hit = prepare_split(
+        job.train_split, parts.preprocess, detector.backbone, job.cache, device, batch, job.progress
+    )
+    val_arrays, val_hit = prepare_split(
+        job.val_split, parts.preprocess, detector.backbone, job.cache, device, batch, job.progress
+    )
+    feature_seconds = time.perf_counter() - t0
+
+    train_inputs = assemble_split(detector, train_arrays, device)
+    val_inputs = assemble_split(detector, val_arrays, device)
+    t0 = time.perf_counter()
+    teacher_log = fit_teacher(detector, train_inputs, val_inputs, settings.train, generator, job.progress)
+    teacher_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    student_log = fit_student(detector, train_inputs, val_inputs, settings.train, generator, job.progress)
+    student_seconds = time.perf_counter() - t0
+    detector.eval()
+
+    config = {
+        "family": "ast",
+        "preset": settings.preset,
+        "mode": settings.mode,
+        "aggregation": parts.model.aggregation,
+        "seed": settings.seed,
+        "backbone": parts.backbone_info,
+        "model": parts.model.to_dict(),
+        "preprocess": parts.preprocess.to_dict(),
+        "train": {
+            **to_plain(settings.train),
+            "device": str(device),
+            "threads": threads,
+        },
+        "data": {
+            "root": str(job.data_root),
+            "train_samples": len(job.train_split),
+            "validation_samples": len(job.val_split),
+            "validation_source": job.val_source,
+            "has_xyz": job.train_split.has_xyz,
+        },
+        "settings": settings.to_dict(),
+        "versions": versions(),
+    }
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    write_config(job.out_dir, config)
+    write_checkpoint(
+        job.out_dir, config, {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()}
+    )
+
+    loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)
+    t0 = time.perf_counter()
+    scored = list(iter_scores(loaded, job.val_split, batch, job.progress))
+    write_json(
+        job.out_dir / VALIDATION_SCORES_FILE,
+        {
+            "names": [s.sample.name for s in scored],
+            "scores": [s.scores["ast"] for s in scored],
+            "teacher_nll_scores": [s.scores["teacher-nll"] for s in scored],
+            "has_mask": all(s.has_mask for s in scored),
+        },
+    )
+    log = {
+        "teacher": teacher_log,
+        "student": student_log,
+        "seconds": {
+            "features": feature_seconds,
+            "teacher": teacher_seconds,
+            "student": student_seconds,
+            "validation_scoring": time.perf_counter() - t0,
+            "total": time.perf_counter() - started,
+        },
+        "feature_cache": {"train_hit": train_hit, "validation_hit": val_hit, "dir": str(job.cache.cache_dir)},
+        "device": str(device),
+        "threads": threads,
+    }
+    write_json(job.out_dir / TRAIN_LOG_FILE, log)
+    return TrainResult(job.out_dir, config, log, [s.scores["ast"] for s in scored])
