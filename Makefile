@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
-	$(PIP_INSTALL) -e ".[train,dev]"
+	$(PIP_INSTALL) -e ".[train,dev,realsense]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/edge-ad demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not gpu and not realsense"
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge_ad trainer export calibration tests

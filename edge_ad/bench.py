@@ -33,10 +33,10 @@ from edge_ad.sources import FrameSource, SourceExhausted
 
 STAGES = ("capture", "preprocess", "inference", "scoring", "end_to_end")
 STAGE_LABELS = {
-    "capture": "capture / decode",
-    "preprocess": "geometry + preprocess",
+    "capture": "capture/decode",
+    "preprocess": "geometry+preprocess",
     "inference": "inference",
-    "scoring": "scoring + decision",
+    "scoring": "scoring+decision",
     "end_to_end": "end to end",
 }
 # Stages whose torch/ORT ratio means something (the others do not involve the model).

@@ -1,22 +1,24 @@
-"""The inspection loop: capture -> bounded queue -> observe -> track parts -> score -> decide -> reject pulse.
+"""The inspection loop: capture -> bounded queue -> observe -> track parts -> score -> decide -> reject slot.
 
-Three threads:
+Three threads, each a loop over one step (a test on a FakeClock calls :meth:`InspectionRuntime.step`):
 
-* capture: reads the source into a bounded queue. When the queue is full the *oldest* frame is
-  dropped (the line never waits for the inspector; a fresh frame beats a stale one), unless the
-  run is lossless (replay as fast as possible), where capture waits instead. Every lost frame is
-  counted by reason: ``queue_full``, ``timeout`` (no frame within the read timeout),
-  ``duplicate`` (same frame number again), ``gap`` (frame numbers skipped by the source),
-  ``camera_error`` (a disconnect, retried with capped backoff) and ``stopped`` (still queued
-  when the run ended).
-* inspection (the caller's thread): observes every frame, feeds the part tracker, and scores
-  only each part's best frame once the part has left; every tracked part gets one decision.
-* actuator: drives the reject scheduler so pulses fire at capture time + delay regardless of
-  how busy inspection is.
+* capture (:class:`edge_ad.capture_loop.CaptureLoop`): reads the source into a bounded queue; the
+  *oldest* frame is dropped when it is full (the line never waits), unless the run is lossless (replay
+  as fast as possible). Lost frames are counted by reason: ``queue_full``, ``timeout``, ``duplicate``,
+  ``gap``, ``camera_error`` (a disconnect: reported, backed off, retried) and ``stopped``.
+* inspection (the caller's thread): observes every frame, feeds the part tracker and scores each
+  part's best frame once it has left, through the inference watchdog (a hung backend is given up
+  after ``infer_timeout_ms``). Every tracked part gets exactly one decision.
+* actuator: polls the reject scheduler (windows at trigger + delay; a part without a decision by its
+  deadline becomes FAULT_REJECT) and ticks the supervisor (camera stall -> gate safe).
 
-The run stops on max parts, max frames, duration, end of the source, a camera error or
-:meth:`InspectionRuntime.request_stop` (wired to SIGINT/SIGTERM by :func:`stop_on_signals`), and
-always ends with the tracker flushed, pulses in flight drained and the output back at its safe level.
+Supervision (``supervise``, default: on unless lossless): reject slots are reserved when a part enters
+the view and enforced at their deadline, the camera stall rule applies, and the gate is held safe in
+STARTING, FAULT and STOPPING. A lossless replay has no real belt, so none of that applies there.
+
+The run stops on max parts, max frames, duration, end of the source, a fatal camera error or
+:meth:`InspectionRuntime.request_stop` (SIGINT/SIGTERM via :func:`stop_on_signals`), and always ends with
+the gate safe first, the tracker flushed, windows in flight drained and every output released.
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
+from edge_ad.capture_loop import CaptureLoop
 from edge_ad.clock import Clock, MonotonicClock
 from edge_ad.decision import Decision, FaultReason, fault
-from edge_ad.errors import CameraDisconnected, CameraError, ConfigError
+from edge_ad.errors import ConfigError
 from edge_ad.frame import Frame
 from edge_ad.frame_queue import FrameQueue
 from edge_ad.line.outputs import DigitalOutput
+from edge_ad.line.part_slots import PartSlots
 from edge_ad.line.reject import RejectScheduler, RejectTiming
 from edge_ad.part_tracker import ObservationLike, PartTracker, TrackedPart, TrackerConfig
 from edge_ad.run_summary import (
@@ -45,13 +49,13 @@ from edge_ad.run_summary import (
     RunSummary,
     part_record,
 )
-from edge_ad.sources.base import FrameSource, SourceExhausted
+from edge_ad.runtime_setup import LineIO, bounded_stop
+from edge_ad.sources.base import FrameSource
+from edge_ad.supervisor import Supervisor, SupervisorConfig
+from edge_ad.watchdog import STAGE_ERRORS, InferenceTimeout, InferenceWatchdog
 
-# How often the inspection thread re-checks stop conditions while no frame arrives.
-_IDLE_POLL_S = 0.05
-# Longest the actuator thread sleeps between edges (bounds its reaction to a new pulse).
-_ACTUATOR_TICK_S = 0.002
-_BACKOFF_MAX_S = 1.0
+_IDLE_POLL_S = 0.05  # how often inspection re-checks stop conditions while no frame arrives
+_ACTUATOR_TICK_S = 0.002  # longest the actuator sleeps between edges (its reaction time)
 
 
 class InspectionLike(Protocol):
@@ -65,21 +69,31 @@ class InspectorLike(Protocol):
     """What the loop needs of :class:`edge_ad.inspector.Inspector`."""
 
     def observe(self, frame: Frame) -> ObservationLike:
-        """Per-frame geometry and preprocessing (never raises for a bad frame)."""
+        """Per-frame geometry and preprocessing (a bad frame gives an observation with ``fault`` set)."""
         ...
 
     def score(self, observation: Any) -> InspectionLike:
-        """Model + decision for one observation (never raises: failures are FAULT_REJECT)."""
+        """Model + decision for one observation (expected failures are FAULT_REJECT)."""
         ...
+
+
+@dataclass(frozen=True, eq=False)
+class _FailedObservation:
+    """Stands in for an observation whose stage raised: occupied and faulted, so its part is FAULT_REJECT."""
+
+    frame: Frame
+    presence: None = None
+    fault: str = FaultReason.INVALID_INPUT.value
+    preprocess_ms: float = 0.0
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Queue, stop conditions, tracking and reject timing of one run.
+    """Queue, stop conditions, tracking, reject timing and supervision of one run.
 
-    ``lossless``: capture waits for room instead of dropping the oldest frame (replay at full
-    speed, deterministic). ``drain_timeout_s``: how long the stop waits for reject pulses still
-    in flight (None: delay + pulse + 1 s).
+    ``lossless``: capture waits for room instead of dropping (replay at full speed). ``drain_timeout_s``:
+    how long the stop waits for windows in flight (None: delay + pulse + 1 s). ``supervise``: None = on
+    unless lossless (see the module docstring).
     """
 
     queue_size: int = 2
@@ -91,6 +105,8 @@ class RuntimeConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     reject: RejectTiming = field(default_factory=RejectTiming)
     drain_timeout_s: float | None = None
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    supervise: bool | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -104,6 +120,11 @@ class RuntimeConfig:
         if self.duration_s is not None and not self.duration_s > 0:
             raise ConfigError(f"runtime.duration_s: must be > 0, got {self.duration_s}")
 
+    @property
+    def supervised(self) -> bool:
+        """Whether deadlines, stall detection and the safe gate apply."""
+        return (not self.lossless) if self.supervise is None else self.supervise
+
 
 class InspectionRuntime:
     """One run of the loop over a started source; see the module docstring."""
@@ -112,23 +133,40 @@ class InspectionRuntime:
         self,
         source: FrameSource,
         inspector: InspectorLike,
-        output: DigitalOutput,
+        output: DigitalOutput | LineIO,
         config: RuntimeConfig = RuntimeConfig(),
         clock: Clock | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self.source = source
-        self.inspector = inspector
-        self.config = config
+        """``sleep``: how backoff and a stepped drain let time pass (default: real, interruptible waits)."""
+        self.source, self.inspector, self.config = source, inspector, config
         self.clock: Clock = clock if clock is not None else MonotonicClock()
-        self.output = output
-        self.scheduler = RejectScheduler(output, self.clock, config.reject)
+        self.line = output if isinstance(output, LineIO) else LineIO(output)
+        self.output = self.line.reject
+        supervised = config.supervised
+        self.scheduler = RejectScheduler(
+            self.output, self.clock, config.reject, self.line.polarity, self.line.encoder, self.line.encoder_timing
+        )
+        self.supervisor = Supervisor(
+            self.clock, config.supervisor, gate=self.scheduler if supervised else None,
+            status=self.line.status_lines(self.clock, config.supervisor.heartbeat_period_s),
+            notifier=self.line.notifier, detect_stall=supervised,
+        )
+        self.supervisor.mark_verified("bundle")  # an inspector exists only for a verified bundle
+        self.watchdog = InferenceWatchdog(config.supervisor.infer_timeout_ms / 1000)
         self.tracker = PartTracker(config.tracker)
         self.queue = FrameQueue(config.queue_size, config.lossless)
         self.recorder = RunRecorder(source.info().name)
         self._stop = threading.Event()
         self._stop_reason: str | None = None
-        self._capture_error: CameraError | None = None
+        self._sleep = sleep
+        self.capture = CaptureLoop(source, self.queue, self.recorder, self.supervisor, config.read_timeout_s,
+                                   sleep or self._stop.wait, self.line.encoder)
+        self.slots = PartSlots(self.scheduler, supervised, self.capture.count_at)
+        self.supervisor.mark_verified("camera")  # the source started with its profile (checked by the source)
         self._actuator_stop = threading.Event()
+        self._started_ns = self.clock.now_ns()
+        self._frames = 0
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Ask the loop to stop after the current frame (thread- and signal-safe)."""
@@ -137,155 +175,187 @@ class InspectionRuntime:
         self._stop.set()
 
     def run(self) -> RunSummary:
-        """Run until a stop condition; returns the summary (a fatal camera error stops it with ``error`` set)."""
-        started = self.clock.now_ns()
-        capture = threading.Thread(target=self._capture_loop, name="edge-ad-capture", daemon=True)
+        """Run the three threads until a stop condition; returns the summary."""
+        def capture_loop() -> None:
+            try:
+                while not self._stop.is_set() and self.capture.step():
+                    pass
+            finally:
+                self.queue.close()
+
+        capture = threading.Thread(target=capture_loop, name="edge-ad-capture", daemon=True)
         actuator = threading.Thread(target=self._actuator_loop, name="edge-ad-actuator", daemon=True)
         actuator.start()
         capture.start()
+        reason = "stopped"
         try:
-            reason = self._inspect_loop(started)
+            while (reason := self.inspect_once(_IDLE_POLL_S)) is None:  # type: ignore[assignment]
+                pass
         finally:
             self._stop.set()
-            self.queue.close()  # releases a capture thread waiting for room (lossless mode)
-            for part in self.tracker.flush():
-                self._decide(part)
-            capture.join(timeout=self.config.read_timeout_s + 2.0)
-            # Frames still queued when the run stopped were captured but never inspected.
-            self.recorder.drop("stopped", self.queue.clear())
-            self._drain()
-            self._actuator_stop.set()
+            summary = self.finish(reason, capture, actuator)
+        return summary
+
+    def step(self) -> str | None:
+        """One capture read, one inspection (no waiting) and one actuator poll; the stop reason once done."""
+        if not self._stop.is_set() and not self.capture.step():
+            self.queue.close()
+        reason = self.inspect_once(0.0)
+        self.actuate_once()
+        return reason
+
+    def inspect_once(self, timeout_s: float) -> str | None:
+        """Inspect the next queued frame (waiting up to ``timeout_s``); the stop reason when the run must end."""
+        config = self.config
+        if self._stop.is_set():
+            return self._stop_reason or "stopped"
+        if config.duration_s is not None and self.clock.now_ns() - self._started_ns >= config.duration_s * 1e9:
+            return "duration"
+        item = self.queue.get(timeout_s)
+        if item is None:
+            return None  # nothing yet; the capture side counts read timeouts
+        if item is FrameQueue.END:
+            return "camera_error" if self.capture.error is not None else (self._stop_reason or "source_exhausted")
+        frame: Frame = item  # type: ignore[assignment]
+        observation = self._observe(frame)
+        self.recorder.stage(STAGE_PREPROCESS, round(getattr(observation, "preprocess_ms", 0.0) * 1e6))
+        self.recorder.inspected(frame.frame_number, frame.truth)
+        self._frames += 1
+        closed = self.tracker.update(observation)
+        self.slots.after_update(self.tracker.in_part, frame, closed)
+        for part in closed:
+            self._decide(part)
+        if observation.fault is None:
+            self.supervisor.healthy()
+        if config.max_parts is not None and self.recorder.parts >= config.max_parts:
+            return "max_parts"
+        if config.max_frames is not None and self._frames >= config.max_frames:
+            return "max_frames"
+        return None
+
+    def actuate_once(self) -> None:
+        """Poll the scheduler, report missed deadlines and a stopped belt, tick the supervisor."""
+        self.scheduler.poll()
+        for part_id in self.scheduler.take_missed():
+            self.supervisor.deadline_miss(part_id)
+        if self.line.encoder is not None:
+            self.supervisor.belt_stopped(self.scheduler.belt_stop_exceeded)
+        self.supervisor.tick()
+
+    def finish(self, reason: str, capture: threading.Thread | None = None,
+               actuator: threading.Thread | None = None) -> RunSummary:
+        """Gate safe first, then flush, drain and release; returns the summary."""
+        self._stop.set()
+        self.supervisor.stopping(reason)
+        self.queue.close()  # releases a capture thread waiting for room (lossless mode)
+        for part in self.tracker.flush():
+            self.slots.after_update(False, None, [part])
+            self._decide(part)
+        if capture is not None:
+            capture.join(timeout=self.config.read_timeout_s + 2.0)  # a read hung in the driver is abandoned
+        self.recorder.drop("stopped", self.queue.clear())  # captured but never inspected
+        self._drain(threaded=actuator is not None)
+        self._actuator_stop.set()
+        if actuator is not None:
             actuator.join(timeout=1.0)
-            self.output.close()
-        duration_s = (self.clock.now_ns() - started) / 1e9
+        self.watchdog.close()
+        self.line.close()
         pulses = {
             "scheduled": self.scheduler.scheduled,
             "fired": self.scheduler.fired,
             "late": self.scheduler.late,
             "max_lateness_us": self.scheduler.max_late_ns // 1000,
-            "abandoned": self.scheduler.pending,
+            "abandoned": self.scheduler.pending_rejects,
+            "deadline_misses": self.scheduler.deadline_misses,
         }
-        # A real part last seen within the debounce window before the stop may still have been
-        # entering or leaving: it is not counted as missed.
+        # A real part last seen within the debounce window before the stop may still have been entering.
         in_view = self.config.tracker.enter_frames + self.config.tracker.leave_frames
-        error = str(self._capture_error) if self._capture_error is not None else None
+        error = str(self.capture.error) if self.capture.error is not None else None
+        duration_s = (self.clock.now_ns() - self._started_ns) / 1e9
         return self.recorder.finish(reason, duration_s, pulses, in_view, error)
 
-    def _inspect_loop(self, started_ns: int) -> str:
-        config = self.config
-        frames = 0
-        while True:
-            if self._stop.is_set():
-                return self._stop_reason or "stopped"
-            if config.duration_s is not None and self.clock.now_ns() - started_ns >= config.duration_s * 1e9:
-                return "duration"
-            item = self.queue.get(_IDLE_POLL_S)
-            if item is None:
-                continue  # nothing yet; the capture thread counts read timeouts
-            if item is FrameQueue.END:
-                return "camera_error" if self._capture_error is not None else (self._stop_reason or "source_exhausted")
-            frame: Frame = item  # type: ignore[assignment]
+    def _observe(self, frame: Frame) -> ObservationLike:
+        try:
             observation = self.inspector.observe(frame)
-            self.recorder.stage(STAGE_PREPROCESS, round(getattr(observation, "preprocess_ms", 0.0) * 1e6))
-            self.recorder.inspected(frame.frame_number, frame.truth)
-            frames += 1
-            for part in self.tracker.update(observation):
-                self._decide(part)
-            if config.max_parts is not None and self.recorder.parts >= config.max_parts:
-                return "max_parts"
-            if config.max_frames is not None and frames >= config.max_frames:
-                return "max_frames"
+        except STAGE_ERRORS as exc:  # a bug or driver error in preprocessing: this frame only
+            self.supervisor.stage_error("observe", exc, frame.frame_number)
+            return _FailedObservation(frame)
+        if observation.fault is not None:
+            self.supervisor.invalid_frame(str(getattr(observation.fault, "value", observation.fault)))
+        return observation
 
     def _decide(self, part: TrackedPart) -> Decision:
-        """Score the part's best frame (or fault it) and schedule its pulse: exactly once per part."""
-        if part.best is None:
+        """Score the part's best frame (or fault it) and give its slot the decision: exactly once per part."""
+        decision = self.slots.already_faulted(part)
+        if decision is None and part.best is None:
             reason = part.main_fault or FaultReason.NO_FRAME.value
             try:
                 decision = fault(FaultReason(reason), f"no usable frame among {part.frames} ({dict(part.faults)})")
             except ValueError:  # a reason the decision module does not know: keep it verbatim
                 decision = fault(FaultReason.INVALID_DEPTH, f"{reason}: no usable frame among {part.frames}")
-        else:
-            inspection = self.inspector.score(part.best)
-            decision = inspection.decision
-            if "inference" in inspection.timings_ms:
-                self.recorder.stage(STAGE_INFERENCE, round(inspection.timings_ms["inference"] * 1e6))
+        elif decision is None:
+            decision = self._score(part)
         decided = self.clock.now_ns()
+        decision = self.slots.decide(part, decision)
         self.recorder.stage(STAGE_END_TO_END, decided - part.capture_ns)
-        self.scheduler.schedule(part.part_id, part.capture_ns, decision)
         self.recorder.part(part_record(part, decision, decided))
         return decision
 
-    def _capture_loop(self) -> None:
-        last_number: int | None = None
-        backoff_s = 0.05
+    def _score(self, part: TrackedPart) -> Decision:
+        frame = part.best.frame.frame_number  # type: ignore[union-attr]
         try:
-            while not self._stop.is_set():
-                try:
-                    frame = self.source.read(self.config.read_timeout_s)
-                except SourceExhausted:
-                    return
-                except CameraDisconnected:
-                    # The camera may come back: count it, back off (capped) and keep reading.
-                    self.recorder.drop("camera_error")
-                    self._stop.wait(backoff_s)
-                    backoff_s = min(2 * backoff_s, _BACKOFF_MAX_S)
-                    continue
-                except CameraError as exc:
-                    self._capture_error = exc
-                    return
-                if frame is None:
-                    self.recorder.drop("timeout")
-                    continue
-                backoff_s = 0.05
-                if last_number is not None:
-                    if frame.frame_number == last_number:
-                        self.recorder.drop("duplicate")
-                        continue
-                    if frame.frame_number > last_number + 1:
-                        self.recorder.drop("gap", frame.frame_number - last_number - 1)
-                last_number = frame.frame_number
-                self.recorder.captured()
-                if self.queue.put(frame) is not None:
-                    self.recorder.drop("queue_full")
-        finally:
-            self.queue.close()
+            inspection = self.watchdog.call(self.inspector.score, part.best)
+        except InferenceTimeout as exc:
+            self.supervisor.inference_hung(str(exc))
+            return fault(FaultReason.DEADLINE_MISS, f"frame {frame}: {exc}")
+        except STAGE_ERRORS as exc:  # the stage boundary: this part is FAULT_REJECT, the loop lives on
+            self.supervisor.stage_error("inference", exc, frame)
+            return fault(FaultReason.INFERENCE_ERROR, f"frame {frame}: {type(exc).__name__}: {exc}")
+        self.supervisor.inference_ok()
+        if "inference" in inspection.timings_ms:
+            self.recorder.stage(STAGE_INFERENCE, round(inspection.timings_ms["inference"] * 1e6))
+        return inspection.decision
 
     def _actuator_loop(self) -> None:
         while not self._actuator_stop.is_set():
-            self.scheduler.poll()
-            self._actuator_stop.wait(self._until_next_edge_s())
+            self.actuate_once()
+            next_edge = self.scheduler.next_edge_ns()
+            wait = _ACTUATOR_TICK_S if next_edge is None else (next_edge - self.clock.now_ns()) / 1e9
+            self._actuator_stop.wait(min(max(wait, 0.0), _ACTUATOR_TICK_S))
 
-    def _until_next_edge_s(self) -> float:
-        next_edge = self.scheduler.next_edge_ns()
-        if next_edge is None:
-            return _ACTUATOR_TICK_S
-        return min(max((next_edge - self.clock.now_ns()) / 1e9, 0.0), _ACTUATOR_TICK_S)
-
-    def _drain(self) -> None:
-        """Let pulses in flight fire: their parts are still on the belt heading for the actuator."""
+    def _drain(self, threaded: bool) -> None:
+        """Let windows in flight open and close: their parts are still on the belt heading for the gate."""
         timing = self.config.reject
         limit = self.config.drain_timeout_s
         if limit is None:
             limit = timing.delay_s + timing.pulse_s + 1.0
         waited = 0.0
         while self.scheduler.pending and waited < limit:
-            self._actuator_stop.wait(_ACTUATOR_TICK_S)
+            if threaded or self._sleep is None:
+                if not threaded:
+                    self.actuate_once()
+                self._actuator_stop.wait(_ACTUATOR_TICK_S)
+            else:
+                self._sleep(_ACTUATOR_TICK_S)  # stepped on a fake clock: the sleep polls the actuator
             waited += _ACTUATOR_TICK_S
 
 
 def run_inspection(
     source: FrameSource,
     inspector: InspectorLike,
-    output: DigitalOutput,
+    output: DigitalOutput | LineIO,
     config: RuntimeConfig = RuntimeConfig(),
     clock: Clock | None = None,
     handle_signals: bool = False,
 ) -> RunSummary:
-    """Start ``source``, run the loop until a stop condition, stop the source; returns the summary."""
-    with source:
+    """Start ``source``, run the loop until a stop condition, stop the source within a bound; the summary."""
+    source.start()
+    try:
         runtime = InspectionRuntime(source, inspector, output, config, clock)
         with stop_on_signals(runtime) if handle_signals else contextlib.nullcontext():
             return runtime.run()
+    finally:
+        bounded_stop(source, config.supervisor.stop_timeout_s)
 
 
 @contextlib.contextmanager

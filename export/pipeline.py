@@ -1,27 +1,68 @@
-"""``edge-ad export``: run -> ONNX -> parity gate -> bundle, each step proving itself."""
+"""``edge-ad export``: run -> ONNX -> parity gate -> (INT8 + its gate) -> bundle, each step proving itself."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper
 
+from edge_ad.backends.base import TensorSpec
 from edge_ad.bundle import verify_bundle
 from edge_ad.dataset import DatasetSplit, open_split
-from edge_ad.errors import BundleError, DataError, ExportError
+from edge_ad.errors import BundleError, ConfigError, DataError, ExportError
 from edge_ad.preprocess import preprocess, to_model_inputs
+from edge_ad.trt_engine_cache import TRT_INT8_FILE, build_engine_command
 from export.bundle_writer import MODEL_FILE, operating_point, write_bundle_manifest
+from export.int8_gate import Int8GateReport, Int8Tolerance, gate_set, run_int8_gate
 from export.onnx_graph import OPSET, add_metadata, export_detector
 from export.parity import ParityReport, ParityTolerance, run_parity
+from export.quantize import (
+    MAX_RETRY_LEVEL,
+    FloatNodePlan,
+    PreprocessedReader,
+    QuantizationSettings,
+    calibration_batches,
+    float_node_plan,
+    quantize_model,
+)
 from trainer.features import needs_xyz
 from trainer.run_io import LoadedRun, load_detector
 
 EXPORT_REPORT = "export_report.json"
+INT8_FILE = "model.int8.onnx"
+QUANTIZATION_FILE = "quantization.json"
+Precision = Literal["fp32", "fp16", "int8"]
+Target = Literal["onnxruntime", "tensorrt"]
+PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = ("onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """INT8 calibration and gate settings (``retry``: escalate float nodes instead of failing at once)."""
+
+    calibration_samples: int = 32
+    gate_samples: int = 200
+    retry: bool = False
+    tolerance: Int8Tolerance = field(default_factory=Int8Tolerance)
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """The quantized models' gate reports, settings and float nodes."""
+
+    gate: Int8GateReport
+    tensorrt_gate: Int8GateReport | None
+    settings: QuantizationSettings
+    plan: FloatNodePlan
+    attempts: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +73,8 @@ class ExportResult:
     parity: ParityReport
     threshold: float
     report: dict[str, Any]
+    int8: Int8Result | None = None
+    device_command: str | None = None  # what to run on the Jetson (target tensorrt)
 
 
 def held_out_samples(data_root: Path, max_samples: int) -> list[DatasetSplit]:
@@ -66,6 +109,77 @@ def data_root_of(loaded: LoadedRun, data: Path | None) -> Path:
     return Path(root)
 
 
+def restore_runtime_inputs(path: Path, specs: list[TensorSpec]) -> None:
+    """Put back graph inputs the tracer dropped because the model ignores them (``depth`` in mode rgb).
+
+    The runtime always feeds all of the preprocessing's inputs; an unused input is valid ONNX and
+    keeps one model contract for every mode.
+    """
+    model = onnx.load(str(path))
+    present = {value.name for value in model.graph.input}
+    missing = [spec for spec in specs if spec.name not in present]
+    if not missing:
+        return
+    for spec in missing:
+        model.graph.input.append(helper.make_tensor_value_info(spec.name, TensorProto.FLOAT, list(spec.shape)))
+    order = {spec.name: i for i, spec in enumerate(specs)}
+    inputs = sorted(model.graph.input, key=lambda value: order.get(value.name, len(order)))
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def check_precision_target(precision: str, target: str) -> None:
+    """ConfigError for unknown names and for fp16 on ONNX Runtime (no fast fp16 on the CPU)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if target not in TARGETS:
+        raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if precision == "fp16" and target != "tensorrt":
+        raise ConfigError("--precision fp16 is a TensorRT engine precision; use --target tensorrt (or fp32 / int8)")
+
+
+def quantize_with_gate(
+    staging: Path,
+    loaded: LoadedRun,
+    data_root: Path,
+    threshold: float,
+    target: str,
+    options: Int8Options,
+) -> Int8Result:
+    """Calibrate on good training parts, quantize, gate against FP32; escalate float nodes on ``retry``."""
+    config = loaded.preprocess_config
+    use_xyz = needs_xyz(config)
+    train = open_split(data_root, "train")
+    step = max(1, len(train) // max(1, options.calibration_samples))
+    batches, data_hash = calibration_batches(train[::step][: options.calibration_samples], config, use_xyz)
+    reader = PreprocessedReader(batches)
+    gate = gate_set(data_root, config, use_xyz, options.gate_samples)
+    fp32_path, int8_path = staging / MODEL_FILE, staging / INT8_FILE
+    model = onnx.load(str(fp32_path))
+    fp32_scores: np.ndarray | None = None
+    attempts: list[dict[str, Any]] = []
+    for level in range(MAX_RETRY_LEVEL + 1 if options.retry else 1):
+        plan = float_node_plan(model, level)
+        quantize_model(fp32_path, int8_path, reader, plan)
+        report, fp32_scores = run_int8_gate(fp32_path, int8_path, gate, threshold, options.tolerance, fp32_scores)
+        attempts.append({"level": level, "float_nodes": plan.summary(), "gate": report.to_dict()})
+        if report.passed:
+            break
+    else:
+        hint = "" if options.retry else "; pass --int8-retry to keep more of the graph in float"
+        raise ExportError(f"INT8 gate failed at level {level}: {'; '.join(report.failures)}{hint}")
+    settings = QuantizationSettings(len(reader), data_hash, level, float_groups=plan.summary())
+    trt_report = None
+    if target == "tensorrt":
+        trt_path = quantize_model(fp32_path, staging / TRT_INT8_FILE, reader, plan, for_tensorrt=True)
+        trt_report, _ = run_int8_gate(fp32_path, trt_path, gate, threshold, options.tolerance, fp32_scores)
+        if not trt_report.passed:
+            raise ExportError("INT8 gate failed for the TensorRT (symmetric) model: " + "; ".join(trt_report.failures))
+    return Int8Result(report, trt_report, settings, plan, attempts)
+
+
 def export_run(
     run_dir: Path,
     out_dir: Path,
@@ -75,12 +189,19 @@ def export_run(
     parity_samples: int = 16,
     tolerance: ParityTolerance = ParityTolerance(),
     overwrite: bool = False,
+    precision: Precision = "fp32",
+    target: Target = "onnxruntime",
+    int8: Int8Options | None = None,
 ) -> ExportResult:
-    """Export ``run_dir`` to a verified fp32 bundle in ``out_dir``.
+    """Export ``run_dir`` to a verified bundle in ``out_dir``.
 
-    The bundle is assembled in a temporary folder next to ``out_dir`` and moved into place only
-    after the parity gate and bundle verification pass, so a failed export leaves nothing half-made.
+    ``precision`` int8 adds ``model.int8.onnx`` (and, for ``target`` tensorrt, a symmetric QDQ
+    model for TensorRT) after the INT8 gate; fp16 (tensorrt only) is chosen when the engine is
+    built on the device. The bundle is assembled in a temporary folder next to ``out_dir`` and
+    moved into place only after every gate and bundle verification pass, so a failed export
+    leaves nothing half-made.
     """
+    check_precision_target(precision, target)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ExportError(f"{out_dir} exists; pass --overwrite to replace it")
@@ -93,27 +214,42 @@ def export_run(
     try:
         model_path = staging / MODEL_FILE
         specs = export_detector(loaded.detector, loaded.preprocess_config, model_path)
-        add_metadata(
-            model_path,
-            {
-                "edge_ad.family": str(loaded.config["family"]),
-                "edge_ad.preprocess_fingerprint": loaded.preprocess_config.fingerprint(),
-                "edge_ad.aggregation": loaded.aggregation,
-                "edge_ad.threshold": repr(point.choice.threshold),
-                "edge_ad.opset": str(OPSET),
-            },
-        )
+        restore_runtime_inputs(model_path, specs[0])
+        metadata = {
+            "edge_ad.family": str(loaded.config["family"]),
+            "edge_ad.preprocess_fingerprint": loaded.preprocess_config.fingerprint(),
+            "edge_ad.aggregation": loaded.aggregation,
+            "edge_ad.threshold": repr(point.choice.threshold),
+            "edge_ad.opset": str(OPSET),
+        }
+        add_metadata(model_path, metadata)
         parity = run_parity(loaded.detector, model_path, inputs, point.choice.threshold, tolerance)
         if not parity.passed:
             raise ExportError("parity gate failed: " + "; ".join(parity.failures))
-        report = {
+        report: dict[str, Any] = {
             "run": Path(run_dir).name,
-            "precision": "fp32",
+            "precision": precision,
+            "target": target,
             "parity": parity.to_dict(),
             "threshold": point.choice.to_dict(),
         }
+        roles = {MODEL_FILE: "model", EXPORT_REPORT: "report"}
+        int8_result = None
+        if precision == "int8":
+            int8_result = quantize_with_gate(
+                staging, loaded, data_root, point.choice.threshold, target, int8 or Int8Options()
+            )
+            _write_int8_files(staging, metadata, int8_result, report, roles)
         (staging / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
-        write_bundle_manifest(staging, loaded, point, specs, roles={MODEL_FILE: "model", EXPORT_REPORT: "report"})
+        write_bundle_manifest(
+            staging,
+            loaded,
+            point,
+            specs,
+            precision="int8" if precision == "int8" else "fp32",
+            roles=roles,
+            float_nodes=int8_result.plan.nodes if int8_result else (),
+        )
         verification = verify_bundle(staging)
         if not verification.ok:
             details = "; ".join(f"{c.name}: {c.detail}" for c in verification.failures)
@@ -124,4 +260,31 @@ def export_run(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(out_dir, parity, point.choice.threshold, report)
+    command = build_engine_command(out_dir, "fp32" if precision == "fp32" else precision) if target == "tensorrt" else None
+    return ExportResult(out_dir, parity, point.choice.threshold, report, int8_result, command)
+
+
+def _write_int8_files(
+    staging: Path, metadata: dict[str, str], result: Int8Result, report: dict[str, Any], roles: dict[str, str]
+) -> None:
+    """quantization.json, INT8 metadata in the ONNX files, the report section and the file roles."""
+    quantization = {
+        **result.settings.to_dict(),
+        "float_nodes": {reason: list(names) for reason, names in result.plan.groups.items()},
+        "attempts": result.attempts,
+    }
+    (staging / QUANTIZATION_FILE).write_text(json.dumps(quantization, indent=2) + "\n")
+    int8_meta = {
+        **metadata,
+        "edge_ad.precision": "int8",
+        "edge_ad.calibration_samples": str(result.settings.calibration_samples),
+        "edge_ad.calibration_data_hash": result.settings.data_hash,
+    }
+    add_metadata(staging / INT8_FILE, int8_meta)
+    roles[INT8_FILE] = "model_int8"
+    roles[QUANTIZATION_FILE] = "quantization"
+    report["int8"] = {"settings": result.settings.to_dict(), "gate": result.gate.to_dict()}
+    if result.tensorrt_gate is not None:
+        add_metadata(staging / TRT_INT8_FILE, {**int8_meta, "edge_ad.quantization": "symmetric-int8-tensorrt"})
+        roles[TRT_INT8_FILE] = "model_int8_tensorrt"
+        report["int8"]["tensorrt_gate"] = result.tensorrt_gate.to_dict()

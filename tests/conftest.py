@@ -28,13 +28,22 @@ def _have(module: str) -> bool:
         return False
 
 
+def _importable(module: str) -> bool:
+    """True when ``module`` really imports (pyrealsense2 is found but fails to load without libusb)."""
+    try:
+        importlib.import_module(module)
+    except (ImportError, OSError):
+        return False
+    return True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip marked tests whose hardware or optional dependency is missing."""
     skip_torch = pytest.mark.skip(reason="torch not installed (pip install -e '.[train]')")
     skip_rs = pytest.mark.skip(reason="pyrealsense2 not importable (pip install -e '.[realsense]' and libusb-1.0-0)")
     skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT")
     have_torch = _have("torch")
-    have_rs = _have("pyrealsense2")
+    have_rs = _importable("pyrealsense2")
     have_trt = _have("tensorrt")
     for item in items:
         if "torch" in item.keywords and not have_torch:
@@ -43,6 +52,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_rs)
         if "gpu" in item.keywords and not have_trt:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def realsense_bag() -> Path:
+    """The shared real D435 recording; skips when the checkout has no shared/ data."""
+    if not REALSENSE_BAG.is_file():
+        pytest.skip(f"shared RealSense recording not found at {REALSENSE_BAG}")
+    return REALSENSE_BAG
 
 
 @pytest.fixture(scope="session")

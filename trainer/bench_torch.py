@@ -56,8 +56,11 @@ class TorchEagerBackend:
         if missing:
             raise InferenceError(f"torch eager backend: missing inputs {missing}")
         tensors = [torch.from_numpy(inputs[spec.name]) for spec in self._inputs]
-        with torch.no_grad():
-            result = self.detector(*tensors)
+        try:
+            with torch.no_grad():
+                result = self.detector(*tensors)
+        except RuntimeError as exc:  # shape or dtype problems inside the network
+            raise InferenceError(f"torch eager backend: forward failed: {exc}") from exc
         if not isinstance(result, tuple | list) or len(result) != len(self._output_names):
             raise InferenceError(
                 f"torch eager backend: detector returned {type(result).__name__}, "

@@ -117,7 +117,9 @@ def preset_path(name_or_path: str) -> Path:
         return candidate
     path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown preset {name_or_path!r}; known: {', '.join(list_presets())} (or a path to a .yaml)")
+        raise ConfigError(
+            f"unknown preset {name_or_path!r}; known: {', '.join(list_presets())} (or a path to a .yaml)"
+        )
     return path
 
 

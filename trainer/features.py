@@ -42,7 +42,9 @@ def preprocessed_batches(
     for start in track(starts, description, enabled=progress):
         samples = [split[i] for i in range(start, min(start + batch_size, len(split)))]
         done = [preprocess(s.rgb, s.xyz if use_xyz else None, config) for s in samples]
-        yield PreprocessedBatch(samples, to_model_inputs(done), np.array([p.has_mask for p in done], dtype=bool))
+        yield PreprocessedBatch(
+            samples, to_model_inputs(done), np.array([p.has_mask for p in done], dtype=bool)
+        )
 
 
 def backbone_id(backbone: nn.Module | None) -> str:
@@ -78,7 +80,9 @@ def prepare_split(
     has_mask: list[np.ndarray] = []
     features: list[np.ndarray] = []
     what = "features" if backbone is not None else "inputs"
-    for batch in preprocessed_batches(split, config, batch_size, f"{what} {split.split} ({len(split)})", progress):
+    for batch in preprocessed_batches(
+        split, config, batch_size, f"{what} {split.split} ({len(split)})", progress
+    ):
         names.extend(s.name for s in batch.samples)
         depth.append(batch.inputs["depth"].astype(np.float32))
         mask.append(batch.inputs["mask"].astype(np.float32))

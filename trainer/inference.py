@@ -19,6 +19,7 @@ from edge_ad.errors import ConfigError
 from trainer.ast.model import aggregate_masked
 from trainer.features import preprocessed_batches
 from trainer.run_io import LoadedRun
+from trainer.torch_setup import cpu_threads
 
 ScoreKind = Literal["ast", "teacher-nll"]
 SCORE_KINDS: tuple[str, ...] = ("ast", "teacher-nll")
@@ -49,7 +50,9 @@ class BothScores:
 
 
 @torch.no_grad()
-def iter_scores(loaded: LoadedRun, split: DatasetSplit, batch_size: int = 8, progress: bool = True) -> Iterator[BothScores]:
+def iter_scores(
+    loaded: LoadedRun, split: DatasetSplit, batch_size: int = 8, progress: bool = True
+) -> Iterator[BothScores]:
     """Both scores ("ast", "teacher-nll") and maps for every sample of ``split``, in order."""
     detector = loaded.detector.eval()
     device = next(detector.parameters()).device
@@ -80,15 +83,17 @@ def score_split(
     """Score every sample of ``split`` with ``loaded``'s detector; ``score`` is "ast" or "teacher-nll"."""
     if score not in SCORE_KINDS:
         raise ConfigError(f"--score must be one of {', '.join(SCORE_KINDS)}, got {score!r}")
-    return [
-        ScoredSample(
-            name=item.sample.name,
-            label=item.sample.label,
-            defect_type=item.sample.defect_type,
-            score=item.scores[score],
-            anomaly_map=item.maps[score],
-            gt=item.sample.gt,
-            has_mask=item.has_mask,
-        )
-        for item in iter_scores(loaded, split, batch_size, progress)
-    ]
+    # The preset's thread choice holds for inference too (tiny models: one thread is faster).
+    with cpu_threads(loaded.config.get("train", {}).get("cpu_threads")):
+        return [
+            ScoredSample(
+                name=item.sample.name,
+                label=item.sample.label,
+                defect_type=item.sample.defect_type,
+                score=item.scores[score],
+                anomaly_map=item.maps[score],
+                gt=item.sample.gt,
+                has_mask=item.has_mask,
+            )
+            for item in iter_scores(loaded, split, batch_size, progress)
+        ]

@@ -54,7 +54,9 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def write_checkpoint(run_dir: Path, config: dict[str, Any], state: dict[str, dict[str, torch.Tensor]]) -> Path:
+def write_checkpoint(
+    run_dir: Path, config: dict[str, Any], state: dict[str, dict[str, torch.Tensor]]
+) -> Path:
     """``RUN/checkpoint.pt`` with the state dicts (tensors moved to the CPU) and the config."""
     cpu_state = {name: {k: v.detach().cpu() for k, v in sd.items()} for name, sd in state.items()}
     path = run_dir / CHECKPOINT_FILE
@@ -66,7 +68,9 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     """The run's config.yaml as a dict; ConfigError when the folder is not a training run."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a training run: {path} is missing (train one with edge-ad train --out)")
+        raise ConfigError(
+            f"{run_dir} is not a training run: {path} is missing (train one with edge-ad train --out)"
+        )
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -116,7 +120,9 @@ def load_detector(run_dir: Path, device: str = "cpu") -> LoadedRun:
     return LoadedRun(
         config=config,
         detector=detector.eval(),
-        preprocess_config=PreprocessConfig.from_dict(config["preprocess"], path=f"{run_dir / CONFIG_FILE}: preprocess"),
+        preprocess_config=PreprocessConfig.from_dict(
+            config["preprocess"], path=f"{run_dir / CONFIG_FILE}: preprocess"
+        ),
         aggregation=str(config["aggregation"]),
         run_dir=run_dir,
     )

@@ -20,7 +20,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available (torch {torch.__version__}); use cpu or auto")
+        raise ConfigError(
+            f"--device {name}: no CUDA device is available (torch {torch.__version__}); use cpu or auto"
+        )
     try:
         return torch.device(name)
     except RuntimeError as exc:

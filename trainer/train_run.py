@@ -28,12 +28,16 @@ def split_train_validation(
     if (Path(data_root) / "validation").is_dir():
         return train, open_split(data_root, "validation"), "validation"
     if len(train) < 2:
-        raise DataError(f"{data_root}: need at least 2 training images to hold some out for validation, got {len(train)}")
+        raise DataError(
+            f"{data_root}: need at least 2 training images to hold some out for validation, got {len(train)}"
+        )
     n_val = min(len(train) - 1, max(1, round(val_fraction * len(train))))
     order = np.random.default_rng(seed).permutation(len(train))
     val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
+
     def pick(idx: list[int]) -> DatasetSplit:
         return DatasetSplit(train.category_root, "train", train.layout, [train.refs[i] for i in idx])
+
     return pick(train_idx), pick(val_idx), "train-holdout"
 
 
@@ -55,7 +59,9 @@ def train(
     data_root = Path(data_root)
     first = open_split(data_root, "train")  # fails early, naming the folder, when the data is missing
     settings = resolve_settings(preset, first.has_xyz, overrides)
-    train_split, val_split, val_source = split_train_validation(data_root, settings.val_fraction, settings.seed)
+    train_split, val_split, val_source = split_train_validation(
+        data_root, settings.val_fraction, settings.seed
+    )
     job = TrainJob(
         settings=settings,
         data_root=data_root,

@@ -19,37 +19,38 @@ def _source_options(scheme: str, size: int) -> dict[str, Any]:
     return {}
 
 
-def _cell(stats: dict[str, Any] | None, key: str) -> str:
-    return "-" if stats is None else f"{stats[key]:.2f}"
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"  # keeps the table within 80 columns
+
+
+def _cell(stats: dict[str, Any]) -> str:
+    return " / ".join(_ms(stats[key]) for key in ("median_ms", "p90_ms", "p99_ms"))
 
 
 def bench_table(report: dict[str, Any]) -> Table:
-    """One row per stage: ONNX Runtime and torch eager median / p90 / p99 in ms, and their ratio."""
+    """One row per stage: median / p90 / p99 in ms for ONNX Runtime and torch eager, and the torch/ORT ratio."""
     from edge_ad.bench import ORT_NAME, STAGE_LABELS, STAGES, TORCH_NAME
 
     backends = report["backends"]
     ort, eager = backends[ORT_NAME], backends.get(TORCH_NAME)
     ratios = report["ratios"].get(f"{TORCH_NAME}/{ORT_NAME}", {})
-    table = Table(title=f"edge-ad bench: {report['source']} ({report['frames']} frames, {report['threads']} threads)")
-    table.add_column("stage")
-    for name in ("ORT", "torch") if eager else ("ORT",):
-        for stat in ("median", "p90", "p99"):
-            table.add_column(f"{name} {stat} ms", justify="right")
+    title = f"{report['source']}, {report['frames']} frames, {report['threads']} thread(s); ms: median / p90 / p99"
+    table = Table(title=title)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("onnxruntime", justify="right", no_wrap=True)
     if eager:
-        table.add_column("torch / ORT", justify="right")
+        table.add_column("torch eager", justify="right", no_wrap=True)
+        table.add_column("torch/ORT", justify="right", no_wrap=True)
     for stage in STAGES:
-        row = [STAGE_LABELS[stage]] + [_cell(ort["stages"][stage], f"{s}_ms") for s in ("median", "p90", "p99")]
+        row = [STAGE_LABELS[stage], _cell(ort["stages"][stage])]
         if eager:
-            row += [_cell(eager["stages"][stage], f"{s}_ms") for s in ("median", "p90", "p99")]
-            row.append(f"{ratios[stage]:.2f}x" if stage in ratios else "")
+            row += [_cell(eager["stages"][stage]), f"{ratios[stage]:.2f}x" if stage in ratios else ""]
+        table.add_row(*row, end_section=stage == STAGES[-1])
+    for label, key in (("frames/s, 1000/median", "fps_from_median"), ("frames/s, measured", "throughput_fps")):
+        row = [label, f"{ort[key]:.1f}"]
+        if eager:
+            row += [f"{eager[key]:.1f}", ""]
         table.add_row(*row)
-    fps = ["frames/s (1000 / median e2e)", f"{ort['fps_from_median']:.1f}", "", ""]
-    loop = ["frames/s (measured loop)", f"{ort['throughput_fps']:.1f}", "", ""]
-    if eager:
-        fps += [f"{eager['fps_from_median']:.1f}", "", "", ""]
-        loop += [f"{eager['throughput_fps']:.1f}", "", "", ""]
-    table.add_row(*fps, end_section=False)
-    table.add_row(*loop)
     return table
 
 

@@ -1,4 +1,4 @@
-"""``edge-ad check``: verify things before they reach the line (``check bundle``; ``check config`` joins later)."""
+"""``edge-ad check``: verify things before they reach the line (``check bundle``, ``check config``)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,64 @@ def check_bundle(
         console.print(verdict)
     if not report.ok:
         raise typer.Exit(code=BundleError.exit_code)
+
+
+@check_app.command("config")
+@handle_errors
+def check_config(
+    station: Annotated[Path, typer.Argument(help="Station YAML file (see firmware_configs/stations/).")],
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Also open the camera named in the file: requested vs. actual profile.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the resolved config as JSON.")] = False,
+) -> None:
+    """Check a station file; print the resolved config (exit 0) or the file:line and key at fault (exit 2).
+
+    With --probe the camera is opened and its profile compared with the file; a camera that is missing or delivers another profile exits 5.
+    """
+    import yaml
+
+    from edge_ad.commands._common import err_console
+    from edge_ad.config import load_station
+    from edge_ad.errors import ConfigError
+
+    config = load_station(station)
+    resolved = config.to_dict()
+    derived: dict[str, object] = {"decision_latency_s": round(config.decision_latency_s(), 4)}
+    fire = config.reject.fire_delay_s()
+    if fire is not None:
+        derived["reject_fire_delay_s"] = round(fire, 4)
+    if config.reject.mode == "encoder":
+        derived["reject_delay_counts"] = config.reject.delay_counts()
+    bundle = config.bundle_path()
+    if bundle is not None:
+        derived["bundle"] = str(bundle)
+        if not (bundle / "manifest.yaml").is_file():
+            err_console.print(f"[yellow]warning[/]: model.bundle {bundle} has no manifest.yaml (the runtime will refuse to start)")
+    noise = config.noise_path()
+    if noise is not None and not noise.is_file():
+        raise ConfigError(f"{station}: geometry.noise_file {noise} does not exist (run `edge-ad calibrate plane` again)")
+    resolved["derived"] = derived
+    if json_output:
+        typer.echo(json.dumps(resolved, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(resolved, sort_keys=False), nl=False)
+        console.print(f"[green]station config OK[/]: {station}")
+    if probe:
+        from edge_ad.station_camera import probe_camera, refuse_mismatch
+
+        report = probe_camera(config)  # CameraError (exit 5) when it cannot be opened
+        table = Table(title=f"camera {report.uri}")
+        table.add_column("setting")
+        table.add_column("requested")
+        table.add_column("actual")
+        for key in sorted(set(report.requested) | set(report.actual)):
+            table.add_row(key, str(report.requested.get(key, "-")), str(report.actual.get(key, "-")))
+        console.print(table)
+        if report.not_applied:
+            err_console.print(f"[yellow]not applied by this source[/]: {', '.join(report.not_applied)}")
+        refuse_mismatch(report)
+        console.print("[green]camera delivers the requested profile[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,41 @@ def run(
             "realsense[:SERIAL], bag:FILE.",
         ),
     ] = "synthetic",
-    gpio: Annotated[str, typer.Option("--gpio", help="Reject output: 'sim' records the pulse timeline.")] = "sim",
+    gpio: Annotated[
+        str, typer.Option("--gpio", help="Line I/O: sim (records timelines), jetson (Jetson.GPIO) or gpiod (libgpiod v2).")
+    ] = "sim",
+    polarity: Annotated[
+        str | None,
+        typer.Option(
+            "--polarity",
+            help="Reject gate wiring: energize_to_accept (positive release, fail-safe: a dead controller rejects) "
+            "or energize_to_reject. Required with real GPIO; sim defaults to energize_to_reject.",
+        ),
+    ] = None,
+    board: Annotated[
+        str | None, typer.Option("--board", help="Pin map for real GPIO: a name in firmware_configs/boards or a YAML path.")
+    ] = None,
+    gpio_file: Annotated[
+        Path | None, typer.Option("--gpio-file", help="sim only: also append every edge to this file (crash tests).")
+    ] = None,
+    encoder: Annotated[
+        str | None, typer.Option("--encoder", help="Belt encoder (sim, jetson, gpiod): reject slots in counts, not time.")
+    ] = None,
+    encoder_offset: Annotated[
+        int | None, typer.Option("--encoder-offset", min=0, help="Encoder counts from a part's trigger to the gate.")
+    ] = None,
+    encoder_lead: Annotated[
+        int, typer.Option("--encoder-lead", min=0, help="Counts before the part's arrival the actuator must be driven.")
+    ] = 0,
+    notify: Annotated[
+        bool, typer.Option("--notify/--no-notify", help="systemd notify (READY, WATCHDOG, STATUS) when $NOTIFY_SOCKET is set.")
+    ] = True,
+    stall_ms: Annotated[
+        float, typer.Option("--stall-ms", min=1.0, help="No frame for this long: FAULT, gate safe (realtime runs).")
+    ] = 250.0,
+    infer_timeout_ms: Annotated[
+        float, typer.Option("--infer-timeout-ms", min=1.0, help="An inference not back by then is abandoned: FAULT_REJECT.")
+    ] = 1000.0,
     max_parts: Annotated[int | None, typer.Option("--max-parts", min=1, help="Stop after this many parts are decided.")] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames are inspected.")] = None,
     duration: Annotated[float | None, typer.Option("--duration", min=0.001, help="Stop after this many seconds.")] = None,
@@ -84,19 +118,20 @@ def run(
 ) -> None:
     """Inspect parts: read RGB-D frames, find each part, score its best frame, decide and pulse the reject output.
 
-    The bundle is verified before the camera or the output is opened: a bad bundle exits with 4 and the reject output never leaves its safe state. Ctrl-C / SIGTERM stop cleanly (pulses in flight still fire). Prints a summary table (and JSON with --json); exits 5 if the camera failed.
+    The bundle is verified first (a bad one exits with 4; no output is touched), then the outputs open de-energised, then the camera. In realtime runs a supervisor holds the gate safe while starting, on a camera stall, a hung model or too many errors, and each part's reject slot is reserved when it enters the view (a decision not in by the slot's deadline is FAULT_REJECT). Ctrl-C / SIGTERM: gate safe first, then a bounded stop. Prints a summary table (and JSON with --json); exits 5 if the camera failed.
     """
     import cv2
 
     from edge_ad.clock import MonotonicClock
     from edge_ad.errors import CameraError
     from edge_ad.inspector import Inspector
-    from edge_ad.line.outputs import open_output
     from edge_ad.line.reject import RejectTiming
     from edge_ad.part_tracker import TrackerConfig
     from edge_ad.run_summary import summary_table
     from edge_ad.runtime import RuntimeConfig, run_inspection
+    from edge_ad.runtime_setup import open_line_io
     from edge_ad.sources import open_source, parse_uri
+    from edge_ad.supervisor import SupervisorConfig
 
     clock = MonotonicClock()
     backend_options: dict[str, Any] = {}
@@ -106,6 +141,11 @@ def run(
             backend_options["intra_op_num_threads"] = threads
     # 1. The model first: nothing on the line moves until the bundle is proven good.
     inspector = Inspector.from_bundle(bundle, backend=backend, clock=clock, **backend_options)
+    # 2. The outputs next, de-energised: the line is in its wired safe state before the camera opens.
+    line = open_line_io(
+        clock, gpio, polarity=polarity, board=board, encoder=encoder, encoder_offset=encoder_offset,
+        encoder_lead=encoder_lead, notify=notify, sim_file=gpio_file,
+    )
     try:
         uri = _camera_uri(camera, seed)
         scheme = parse_uri(uri)[0]
@@ -133,11 +173,12 @@ def run(
             duration_s=duration,
             tracker=tracker,
             reject=RejectTiming(reject_delay, pulse),
+            supervisor=SupervisorConfig(stall_fault_ms=stall_ms, infer_timeout_ms=infer_timeout_ms),
         )
-        output = open_output(gpio, clock=clock)
         err_console.print(f"inspecting {info.name} ({info.width}x{info.height}) with {bundle} on {backend}; Ctrl-C stops")
-        summary = run_inspection(source, inspector, output, config, clock, handle_signals=True)
+        summary = run_inspection(source, inspector, line, config, clock, handle_signals=True)
     finally:
+        line.close()  # idempotent: the run already released them unless it failed to start
         inspector.close()
     console.print(summary_table(summary))
     if json_file is not None:

@@ -25,24 +25,35 @@ def train(
     data: Annotated[
         Path, typer.Option("--data", help="Category folder (MVTec 3D-AD or MVTec AD layout), e.g. DATA/tire.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Run folder to write (config.yaml, checkpoint.pt, logs).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Run folder to write (config.yaml, checkpoint.pt, logs).")
+    ],
     preset: Annotated[
-        str, typer.Option("--preset", help="ast-edge (default, Jetson real time), ast-paper, ast-tiny, or a YAML path.")
+        str,
+        typer.Option(
+            "--preset", help="ast-edge (default, Jetson real time), ast-paper, ast-tiny, or a YAML path."
+        ),
     ] = "ast-edge",
     mode: Annotated[
         str | None,
         typer.Option("--mode", help="rgb, depth or rgbd (default: the preset's; rgb for data without xyz)."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Model family (default: the preset's, ast).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, permutations, shuffling, hold-out.")] = 0,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model family (default: the preset's, ast).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for weights, permutations, shuffling, hold-out.")
+    ] = 0,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Epochs for teacher and student (default: the preset's).")
+        int | None,
+        typer.Option("--epochs", min=1, help="Epochs for teacher and student (default: the preset's)."),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Training batch size (default: the preset's).")
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto (CUDA when available; the default), cpu, cuda or cuda:N.")
+        str | None,
+        typer.Option("--device", help="auto (CUDA when available; the default), cpu, cuda or cuda:N."),
     ] = None,
     backbone_weights: Annotated[
         Path | None,
@@ -63,18 +74,18 @@ def train(
     val_fraction: Annotated[
         float | None,
         typer.Option(
-            "--val-fraction", help="Share of train held out for validation when there is no validation split (0.1)."
+            "--val-fraction",
+            help="Share of train held out for validation when there is no validation split (0.1).",
         ),
     ] = None,
 ) -> None:
     """Train a model on good parts only and write the run folder.
 
-    Reads DATA/train/good (and DATA/validation/good when present, else holds out --val-fraction of
-    train), preprocesses every sample exactly as the line runtime does, caches the frozen backbone's
-    features, trains the teacher then the student, and writes OUT/config.yaml, checkpoint.pt,
-    train_log.json and validation_scores.json (good-part scores for setting the threshold).
-    Exit codes: 2 invalid settings (e.g. a depth mode on data without xyz), 3 missing or unreadable
-    data, 9 training diverged, 10 backbone weights missing or wrong.
+    Reads DATA/train/good and DATA/validation/good (without a validation split, --val-fraction of train is held out), preprocesses every sample exactly as the line runtime does, caches the frozen backbone's features, then trains the teacher and the student.
+
+    Writes OUT/config.yaml, checkpoint.pt, train_log.json and validation_scores.json (scores of good parts, for setting the threshold).
+
+    Exit codes: 2 invalid settings (e.g. a depth mode on data without xyz), 3 missing or unreadable data, 9 training diverged, 10 backbone weights missing or wrong.
     """
     if mode is not None and mode not in ("rgb", "depth", "rgbd"):
         raise ConfigError(f"--mode must be rgb, depth or rgbd, got {mode!r}")

@@ -1,36 +1,65 @@
-"""Time-based reject scheduling: a pulse of fixed width at the part's capture time plus a delay.
+"""Reject scheduling: every part gets a slot at the gate, keyed by part id, timed from its trigger.
 
-The delay is the belt travel time from the camera's view to the actuator, so the pulse is timed
-from when the part was *captured*, never from when its result happened to be ready. Several
-parts can be in flight at once (decided, not yet at the actuator); overlapping pulses merge on
-the output. The scheduler owns no thread: whoever drives it calls :meth:`RejectScheduler.poll`
-(the runtime's actuator thread, or a test after advancing a FakeClock).
+A slot is due at trigger + delay - actuator lead, where the trigger is the part's capture time (time
+mode) or the belt encoder count at capture (encoder mode: positions, not time, so a stopped belt holds
+its slots and a slow belt delays them). The window then lasts ``pulse_s``. Several parts are in flight at
+once; a result is applied only to the slot of its own part id, never to "the next pulse".
+
+Fail-safe rules:
+
+* :meth:`RejectScheduler.reserve` takes the slot at trigger time. If no decision has arrived by the
+  slot's deadline (= its due position), the part becomes FAULT_REJECT on the spot: a late or lost result
+  never lets a part through, and a result arriving after that is counted and dropped.
+* Polarity says what the line's energised level means. ``energize_to_reject``: the output fires the
+  actuator during reject windows. ``energize_to_accept`` (positive release): the gate rejects *unless* the
+  output is ON during the part's window, and the scheduler drives it ON only for parts decided ACCEPT in
+  time (a reject window overlapping an accept window wins). Jetson GPIO does not hold state when the
+  process dies (jetson-gpio #117; on JetPack 6 the pin reverts to its default pinmux state, #110), so only
+  in positive-release wiring does a dead controller mean "reject" -- the wiring to prefer.
+* :meth:`RejectScheduler.hold_safe` forces the gate's reject level (supervisor FAULT: stalled camera,
+  hung model) until :meth:`RejectScheduler.release_safe`; a window that passes during a hold is a reject.
+
+The scheduler owns no thread: the runtime's actuator thread (or a test on a FakeClock) calls :meth:`poll`.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 from dataclasses import dataclass
+from enum import Enum
 
 from edge_ad.clock import Clock
-from edge_ad.decision import Decision, Verdict
-from edge_ad.errors import ConfigError
+from edge_ad.decision import Decision, FaultReason, Verdict, fault
+from edge_ad.errors import ConfigError, EdgeAdError
+from edge_ad.line.encoder import EncoderInput
 from edge_ad.line.outputs import DigitalOutput
+
+_FINISHED_KEPT = 4096
+
+
+class Polarity(str, Enum):
+    """What the energised output means (see the module docstring; ``energize_to_accept`` is fail-safe)."""
+
+    ENERGIZE_TO_REJECT = "energize_to_reject"
+    ENERGIZE_TO_ACCEPT = "energize_to_accept"
 
 
 @dataclass(frozen=True)
 class RejectTiming:
-    """``delay_s``: capture -> part in front of the actuator; ``pulse_s``: how long the actuator fires.
+    """``delay_s``: trigger -> part at the actuator; ``pulse_s``: window width; ``actuator_lead_s``: how
+    much earlier than the part's arrival the actuator must be driven (its response time).
 
-    A pulse raised more than ``late_tolerance_s`` after its due time counts as late. The delay must
-    exceed the decision latency (a part is decided once it has left the view, roughly half a
-    passage after its best frame): the 1.5 s default covers the synthetic line's default speed.
+    A window opened more than ``late_tolerance_s`` after it was due counts as late. The delay must exceed
+    the decision latency (a part is decided once it has left the view): the 1.5 s default covers the
+    synthetic line's default speed.
     """
 
     delay_s: float = 1.5
     pulse_s: float = 0.05
     late_tolerance_s: float = 0.005
+    actuator_lead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.delay_s) and self.delay_s >= 0):
@@ -39,92 +68,274 @@ class RejectTiming:
             raise ConfigError(f"reject.pulse_s: must be > 0, got {self.pulse_s}")
         if not (math.isfinite(self.late_tolerance_s) and self.late_tolerance_s >= 0):
             raise ConfigError(f"reject.late_tolerance_s: must be a finite number >= 0, got {self.late_tolerance_s}")
+        if not (math.isfinite(self.actuator_lead_s) and 0 <= self.actuator_lead_s <= self.delay_s):
+            raise ConfigError(
+                f"reject.actuator_lead_s: must be within [0, delay_s={self.delay_s}], got {self.actuator_lead_s}"
+            )
+
+
+@dataclass(frozen=True)
+class EncoderTiming:
+    """Encoder mode: slot due at trigger count + ``offset_counts`` - ``actuator_lead_counts``.
+
+    A belt stopped for more than ``max_hold_s`` with slots waiting applies ``stop_policy``: ``fault``
+    (undecided slots become FAULT_REJECT and :attr:`RejectScheduler.belt_stop_exceeded` is raised for the
+    supervisor) or ``hold`` (keep waiting; counted).
+    """
+
+    offset_counts: int
+    actuator_lead_counts: int = 0
+    late_tolerance_counts: int = 1
+    max_hold_s: float = 10.0
+    stop_policy: str = "fault"
+
+    def __post_init__(self) -> None:
+        if self.offset_counts < 0 or not 0 <= self.actuator_lead_counts <= self.offset_counts:
+            raise ConfigError(
+                f"encoder: need offset_counts >= actuator_lead_counts >= 0, got {self.offset_counts} / "
+                f"{self.actuator_lead_counts}"
+            )
+        if self.stop_policy not in ("fault", "hold"):
+            raise ConfigError(f"encoder.stop_policy: must be 'fault' or 'hold', got {self.stop_policy!r}")
+        if not self.max_hold_s > 0:
+            raise ConfigError(f"encoder.max_hold_s: must be > 0, got {self.max_hold_s}")
 
 
 @dataclass
 class ScheduledPulse:
-    """One part's reject pulse: due at ``rise_ns``; ``raised_ns`` is when the output actually went high."""
+    """One part's slot: due at ``due`` (clock ns, or encoder counts in encoder mode), ``width_ns`` long.
+
+    ``verdict`` is None until decided; ``deadline`` (same unit as ``due``) is None for a slot made with
+    its decision already known. ``raised_ns``: clock time the window actually opened.
+    """
 
     part_id: int
-    verdict: Verdict
-    rise_ns: int
+    verdict: Verdict | None
+    due: int
     width_ns: int
     raised_ns: int | None = None
+    deadline: int | None = None
+    decision: Decision | None = None
+    during_hold: bool = False
+
+    @property
+    def rise_ns(self) -> int:
+        """The due position (named for time mode, where it is the clock time the window opens)."""
+        return self.due
+
+    @property
+    def rejects(self) -> bool:
+        """True when the part leaves the line at this slot (REJECT or FAULT_REJECT)."""
+        return self.verdict is not None and self.verdict is not Verdict.ACCEPT
 
     @property
     def fall_ns(self) -> int:
-        """When the pulse ends: a full width after it actually rose (or was due to)."""
-        start = self.raised_ns if self.raised_ns is not None else self.rise_ns
+        """When the window ends: a full width after it actually opened (time mode: or was due to)."""
+        start = self.raised_ns if self.raised_ns is not None else self.due
         return start + self.width_ns
 
 
 class RejectScheduler:
-    """Turns reject decisions into timed pulses on a :class:`DigitalOutput` (thread-safe)."""
+    """Part slots -> timed windows on a :class:`DigitalOutput` (thread-safe); see the module docstring."""
 
-    def __init__(self, output: DigitalOutput, clock: Clock, timing: RejectTiming = RejectTiming()) -> None:
-        self.output = output
-        self.clock = clock
-        self.timing = timing
+    def __init__(
+        self,
+        output: DigitalOutput,
+        clock: Clock,
+        timing: RejectTiming = RejectTiming(),
+        polarity: Polarity = Polarity.ENERGIZE_TO_REJECT,
+        encoder: EncoderInput | None = None,
+        encoder_timing: EncoderTiming | None = None,
+    ) -> None:
+        if (encoder is None) != (encoder_timing is None):
+            raise ConfigError("reject scheduler: an encoder needs encoder timing (offset_counts) and vice versa")
+        self.output, self.clock, self.timing = output, clock, timing
+        self.polarity = Polarity(polarity)
+        self.encoder, self.encoder_timing = encoder, encoder_timing
         self._lock = threading.Lock()
-        self._pending: list[ScheduledPulse] = []
+        self._slots: dict[int, ScheduledPulse] = {}
+        # Finished slots, so a decision or reservation arriving after its window never makes a second one.
+        self._finished: collections.OrderedDict[int, ScheduledPulse] = collections.OrderedDict()
         self._level = False
-        self.history: list[ScheduledPulse] = []
-        self.scheduled = 0
-        self.fired = 0
-        self.late = 0
-        self.max_late_ns = 0
-        self._tolerance_ns = round(timing.late_tolerance_s * 1e9)
+        self.safe_hold: str | None = None
+        self.history: list[ScheduledPulse] = []  # reject slots, in decision order
+        self.missed: list[int] = []  # part ids faulted at their deadline, for the runtime to collect
+        self.scheduled = self.fired = self.late = self.max_late_ns = 0
+        self.reserved = self.deadline_misses = self.late_decisions = self.forced_rejects = 0
+        self.max_late_counts = 0
+        self.belt_stop_exceeded = False
+        self._last_pos: int | None = None
+        self._last_move_ns = clock.now_ns()
+        if encoder_timing is None:
+            self._offset = round(timing.delay_s * 1e9) - round(timing.actuator_lead_s * 1e9)
+            self._tolerance = round(timing.late_tolerance_s * 1e9)
+        else:
+            self._offset = encoder_timing.offset_counts - encoder_timing.actuator_lead_counts
+            self._tolerance = encoder_timing.late_tolerance_counts
+        self._width_ns = round(timing.pulse_s * 1e9)
+
+    def position(self) -> int:
+        """Where the belt is: the encoder count, or the clock in time mode."""
+        return self.encoder.count() if self.encoder is not None else self.clock.now_ns()
+
+    def reserve(self, part_id: int, trigger: int | None = None) -> ScheduledPulse:
+        """Take ``part_id``'s slot at its trigger (capture ns / encoder count; now by default), with a deadline."""
+        with self._lock:
+            return self._reserve(part_id, self.position() if trigger is None else trigger, deadline=True)
+
+    def decide(self, part_id: int, decision: Decision) -> bool:
+        """Give a reserved slot its decision; False (counted) when its deadline already made it FAULT_REJECT."""
+        with self._lock:
+            slot = self._slots.get(part_id) or self._finished.get(part_id)
+            if slot is None:
+                raise EdgeAdError(f"reject scheduler: decision for part {part_id}, which has no slot reserved")
+            self._expire(self.position())
+            if slot.verdict is not None:
+                self.late_decisions += 1
+                return False
+            self._resolve(slot, decision)
+            return True
 
     def schedule(self, part_id: int, capture_ns: int, decision: Decision) -> ScheduledPulse | None:
-        """Plan the pulse for a decided part (None for ACCEPT): rise at ``capture_ns`` + delay."""
-        if not decision.rejects:
-            return None
-        pulse = ScheduledPulse(
-            part_id,
-            decision.verdict,
-            capture_ns + round(self.timing.delay_s * 1e9),
-            round(self.timing.pulse_s * 1e9),
-        )
+        """Slot and decision at once (replay: no deadline); returns the slot when it rejects, else None.
+
+        A slot found already past its due time still opens, late and counted: never silently skipped.
+        """
         with self._lock:
-            self._pending.append(pulse)
-            self._pending.sort(key=lambda p: p.rise_ns)
-            self.history.append(pulse)
-            self.scheduled += 1
-        return pulse
+            slot = self._reserve(part_id, capture_ns, deadline=False)
+            if slot.verdict is None:
+                self._resolve(slot, decision)
+            return slot if slot.rejects else None
+
+    def hold_safe(self, reason: str) -> None:
+        """Force the reject level now and keep it until :meth:`release_safe`."""
+        with self._lock:
+            self.safe_hold = reason
+            self._apply(self.clock.now_ns())
+
+    def release_safe(self) -> None:
+        """End a safe hold; slots resume their own windows."""
+        with self._lock:
+            self.safe_hold = None
+            self._apply(self.clock.now_ns())
+
+    def slot_decision(self, part_id: int) -> Decision | None:
+        """The decision a part's slot holds (its own, or the FAULT_REJECT of a missed deadline); None if none yet."""
+        with self._lock:
+            slot = self._slots.get(part_id) or self._finished.get(part_id)
+            return slot.decision if slot is not None else None
+
+    def take_missed(self) -> list[int]:
+        """Part ids faulted at their deadline since the last call."""
+        with self._lock:
+            missed, self.missed = self.missed, []
+            return missed
 
     @property
     def pending(self) -> int:
-        """Pulses not yet completed (waiting or high)."""
+        """Slots not yet finished (undecided, waiting or open)."""
         with self._lock:
-            return len(self._pending)
+            return len(self._slots)
+
+    @property
+    def pending_rejects(self) -> int:
+        """Reject slots whose window has not finished."""
+        with self._lock:
+            return sum(1 for slot in self._slots.values() if slot.rejects)
 
     def next_edge_ns(self) -> int | None:
-        """Clock time of the next rise or fall, None when nothing is pending."""
+        """Clock time of the next known deadline, opening or closing (time mode; closings only with an encoder)."""
         with self._lock:
-            times = [p.rise_ns if p.raised_ns is None else p.fall_ns for p in self._pending]
-        return min(times) if times else None
+            times = [s.fall_ns for s in self._slots.values() if s.raised_ns is not None]
+            if self.encoder is None:
+                times += [s.due for s in self._slots.values() if s.raised_ns is None]
+            return min(times) if times else None
 
     def poll(self) -> bool:
-        """Apply every edge due by now; returns the output level.
-
-        A pulse found already past its rise time (the caller polled late, or the decision came
-        after the part reached the actuator) still fires, for its full width from now, and is
-        counted as late beyond the tolerance: a reject is never silently skipped.
-        """
+        """Fault slots past their deadline, open and close windows due by now; returns the output level."""
         with self._lock:
-            now = self.clock.now_ns()
-            for pulse in self._pending:
-                if pulse.raised_ns is None and pulse.rise_ns <= now:
-                    pulse.raised_ns = now
-                    lateness = now - pulse.rise_ns
-                    self.max_late_ns = max(self.max_late_ns, lateness)
-                    if lateness > self._tolerance_ns:
+            now, pos = self.clock.now_ns(), self.position()
+            self._watch_belt(now, pos)
+            self._expire(pos)
+            for slot in list(self._slots.values()):
+                if slot.raised_ns is None and slot.verdict is not None and pos >= slot.due:
+                    slot.raised_ns = now
+                    slot.during_hold = self.safe_hold is not None
+                    lateness = pos - slot.due
+                    if self.encoder is None:
+                        self.max_late_ns = max(self.max_late_ns, lateness)
+                    else:
+                        self.max_late_counts = max(self.max_late_counts, lateness)
+                    if lateness > self._tolerance:
                         self.late += 1
-            remaining = [p for p in self._pending if p.raised_ns is None or p.fall_ns > now]
-            self.fired += len(self._pending) - len(remaining)
-            self._pending = remaining
-            level = any(p.raised_ns is not None for p in self._pending)
-            if level != self._level:
-                self.output.set(level, now)
-                self._level = level
-            return level
+                if slot.raised_ns is not None and now >= slot.fall_ns:
+                    self._finish(slot)
+                    if slot.rejects:
+                        self.fired += 1
+                    elif slot.during_hold or self.safe_hold is not None:
+                        self.forced_rejects += 1  # accepted, but the gate was held safe in its window
+            return self._apply(now)
+
+    # --- internals (called with the lock held) -----------------------------------------------------
+
+    def _finish(self, slot: ScheduledPulse) -> None:
+        del self._slots[slot.part_id]
+        self._finished[slot.part_id] = slot
+        while len(self._finished) > _FINISHED_KEPT:
+            self._finished.popitem(last=False)
+
+    def _reserve(self, part_id: int, trigger: int, deadline: bool) -> ScheduledPulse:
+        existing = self._slots.get(part_id) or self._finished.get(part_id)
+        if existing is not None:
+            return existing
+        due = int(trigger) + self._offset
+        slot = ScheduledPulse(part_id, None, due, self._width_ns, deadline=due if deadline else None)
+        self._slots[part_id] = slot
+        self.reserved += 1
+        return slot
+
+    def _resolve(self, slot: ScheduledPulse, decision: Decision) -> None:
+        slot.verdict, slot.decision = decision.verdict, decision
+        if slot.rejects:
+            self.scheduled += 1
+            self.history.append(slot)
+        elif self.polarity is Polarity.ENERGIZE_TO_REJECT:
+            self._finish(slot)  # an accept needs no window when energised means reject
+
+    def _expire(self, pos: int) -> None:
+        for slot in list(self._slots.values()):
+            if slot.verdict is None and slot.deadline is not None and pos >= slot.deadline:
+                self._fault(slot, FaultReason.DEADLINE_MISS, f"no decision by slot position {slot.deadline}")
+                self.deadline_misses += 1
+
+    def _fault(self, slot: ScheduledPulse, reason: FaultReason, detail: str) -> None:
+        self._resolve(slot, fault(reason, detail))
+        self.missed.append(slot.part_id)
+
+    def _watch_belt(self, now: int, pos: int) -> None:
+        """Encoder mode: a belt stopped past ``max_hold_s`` with slots waiting applies the stop policy."""
+        if self.encoder_timing is None:
+            return
+        if pos != self._last_pos or not self._slots:
+            self._last_pos, self._last_move_ns = pos, now
+            self.belt_stop_exceeded = False
+            return
+        if now - self._last_move_ns > self.encoder_timing.max_hold_s * 1e9 and not self.belt_stop_exceeded:
+            self.belt_stop_exceeded = True
+            if self.encoder_timing.stop_policy == "fault":
+                for slot in list(self._slots.values()):
+                    if slot.verdict is None:
+                        self._fault(slot, FaultReason.NO_FRAME, "belt stopped longer than max_hold_s")
+
+    def _apply(self, now: int) -> bool:
+        open_slots = [s for s in self._slots.values() if s.raised_ns is not None]
+        rejecting = any(s.rejects for s in open_slots)
+        if self.polarity is Polarity.ENERGIZE_TO_REJECT:
+            level = rejecting or self.safe_hold is not None
+        else:
+            accepting = any(s.verdict is Verdict.ACCEPT for s in open_slots)
+            level = accepting and not rejecting and self.safe_hold is None
+        if level != self._level:
+            self.output.set(level, now)
+            self._level = level
+        return level

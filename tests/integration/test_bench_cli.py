@@ -24,6 +24,11 @@ def _bench(args: list[str], json_file: Path) -> tuple[Any, dict[str, Any]]:
     return result, json.loads(json_file.read_text())
 
 
+def _text(result: Any) -> str:
+    """The command's output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
 def _check_backend(report: dict[str, Any], name: str, frames: int) -> None:
     backend = report["backends"][name]
     assert set(backend["stages"]) == set(STAGES)
@@ -48,7 +53,7 @@ def test_bench_onnxruntime_only_on_a_folder(tmp_path: Path) -> None:
     _check_backend(report, ORT_NAME, 4)  # 3 test samples: the folder is replayed from the start
     assert TORCH_NAME not in report["backends"]
     assert report["ratios"] == {} and report["same_inputs"] is None
-    assert "no --run" in report["torch_note"] and "no --run" in result.output
+    assert "no --run" in report["torch_note"] and "no --run" in _text(result)
     assert report["frame_size"] == [96, 96] and report["image_size"] == 32
     assert report["machine"]["threads"] == 1 and report["machine"]["onnxruntime"]
     assert "end to end" in result.output
@@ -81,7 +86,7 @@ def test_bench_torch_against_onnxruntime(tiny_bundle: Path, tiny_run: Path, tmp_
     # Both passes replayed the same synthetic frames through the same preprocessing.
     assert report["same_inputs"] is True and ort["inputs_digest"] == eager["inputs_digest"]
     assert report["run"] == str(tiny_run) and report["machine"]["torch"]
-    assert "torch / ORT" in result.output
+    assert f"{ratios['inference']:.2f}x" in result.output and "torch eager" in result.output
 
 
 @pytest.mark.torch
@@ -93,7 +98,7 @@ def test_bench_refuses_a_run_with_other_preprocessing(tiny_run: Path, tmp_path: 
               "--source", "synthetic", "--size", "64"],
     )
     assert result.exit_code == 2, result.output
-    assert "preprocessing" in result.output and "image_size" in result.output
+    assert "preprocessing" in _text(result) and "image_size: run 128, bundle 32" in _text(result)
 
 
 @pytest.mark.torch
@@ -105,4 +110,4 @@ def test_bench_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
               "--source", "synthetic", "--size", "64"],
     )
     assert result.exit_code == 2, result.output
-    assert "not a training run" in result.output
+    assert "not a training run" in _text(result)

@@ -46,7 +46,9 @@ def test_run_folder_is_complete_and_consistent(tiny_run: Path, tiny_dataset: Pat
     assert config["family"] == "ast" and config["preset"] == "ast-tiny" and config["mode"] == "rgbd"
     assert config["aggregation"] == "max"  # the data has xyz: foreground mask, max aggregation
     assert config["model"]["grid"] == 16 and config["preprocess"]["depth_size"] == 128
-    assert config["backbone"]["name"] == "efficientnet_lite0" and len(config["backbone"]["weights_sha256"]) == 64
+    assert (
+        config["backbone"]["name"] == "efficientnet_lite0" and len(config["backbone"]["weights_sha256"]) == 64
+    )
     assert config["data"]["validation_source"] == "validation"
     assert PreprocessConfig.from_dict(config["preprocess"]).mode == "rgbd"
     log = json.loads((tiny_run / "train_log.json").read_text())
@@ -65,7 +67,9 @@ def test_run_folder_is_complete_and_consistent(tiny_run: Path, tiny_dataset: Pat
 
 
 def test_feature_cache_hits_and_misses(tmp_path: Path) -> None:
-    data = make_tiny_parts(tmp_path / "data", n_train=3, n_validation=0, n_test_good=0, n_test_per_defect=0, size=48)
+    data = make_tiny_parts(
+        tmp_path / "data", n_train=3, n_validation=0, n_test_good=0, n_test_per_defect=0, size=48
+    )
     split = open_split(data, "train")
     config = PreprocessConfig(image_size=32, depth_size=32, mask_dilate_px=2)
     cache = FeatureCache(tmp_path / "cache")
@@ -94,9 +98,23 @@ def test_validation_is_held_out_of_train_when_there_is_no_split(tmp_path: Path) 
 
 
 def test_cli_train_writes_a_run(tmp_path: Path) -> None:
-    data = make_tiny_parts(tmp_path / "data", n_train=4, n_validation=2, n_test_good=0, n_test_per_defect=0, size=64)
+    data = make_tiny_parts(
+        tmp_path / "data", n_train=4, n_validation=2, n_test_good=0, n_test_per_defect=0, size=64
+    )
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--out", str(out), "--preset", "ast-tiny", "--epochs", "1", "--mode", "depth"]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "ast-tiny",
+        "--epochs",
+        "1",
+        "--mode",
+        "depth",
+    ]
     result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "cache"), "--seed", "3"])
     assert result.exit_code == 0, result.output
     for name in ("config.yaml", "checkpoint.pt", "train_log.json", "validation_scores.json"):
@@ -107,8 +125,12 @@ def test_cli_train_writes_a_run(tmp_path: Path) -> None:
 
 
 def test_cli_depth_mode_on_rgb_only_data_is_a_config_error(tmp_path: Path) -> None:
-    data = make_tiny_parts(tmp_path, n_train=2, n_validation=0, n_test_good=0, n_test_per_defect=0, size=32, with_xyz=False)
-    result = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--mode", "rgbd"])
+    data = make_tiny_parts(
+        tmp_path, n_train=2, n_validation=0, n_test_good=0, n_test_per_defect=0, size=32, with_xyz=False
+    )
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--mode", "rgbd"]
+    )
     assert result.exit_code == 2
     assert "needs depth" in result.output and "--mode rgb" in result.output
 

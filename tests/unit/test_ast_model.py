@@ -45,7 +45,13 @@ class StubBackbone(nn.Module):
 def _detector(mode: str, aggregation: str = "max", grid: int = 4) -> ASTDetector:
     torch.manual_seed(0)
     config = ASTModelConfig(
-        mode=mode, grid=grid, rgb_channels=6, teacher_hidden=8, student_width=8, student_blocks=1, aggregation=aggregation
+        mode=mode,
+        grid=grid,
+        rgb_channels=6,
+        teacher_hidden=8,
+        student_width=8,
+        student_blocks=1,
+        aggregation=aggregation,
     )
     return ASTDetector(config, StubBackbone()).eval()
 
@@ -55,7 +61,11 @@ def _inputs(n: int = 2, grid: int = 4) -> tuple[torch.Tensor, torch.Tensor, torc
     size = grid * 8
     mask = torch.zeros(n, 1, size, size)
     mask[:, :, 8:24, 4:20] = 1.0
-    return torch.randn(n, 3, size, size, generator=gen), torch.randn(n, 1, size, size, generator=gen) * mask, mask
+    return (
+        torch.randn(n, 3, size, size, generator=gen),
+        torch.randn(n, 1, size, size, generator=gen) * mask,
+        mask,
+    )
 
 
 def test_positional_encoding_follows_the_cflow_formula() -> None:
@@ -196,7 +206,9 @@ def test_divergence_raises_training_error() -> None:
     x[0, 0, 0, 0] = float("inf")  # one poisoned sample makes the NLL non-finite
     inputs = TeacherInputs(x, torch.ones(4, 4, 4))
     with pytest.raises(TrainingError, match="teacher training diverged.*epoch 1"):
-        fit_teacher(detector, inputs, None, OptimSettings(epochs=2, batch_size=4), torch.Generator(), progress=False)
+        fit_teacher(
+            detector, inputs, None, OptimSettings(epochs=2, batch_size=4), torch.Generator(), progress=False
+        )
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter keeps opset 17

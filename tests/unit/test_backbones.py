@@ -101,7 +101,9 @@ def test_b5_loads_a_user_file_from_the_weights_dir(tmp_path, monkeypatch) -> Non
 def test_wrong_weights_file_lists_missing_and_unexpected_keys(tmp_path) -> None:
     lite_file = tmp_path / "lite.pth"
     torch.save(EfficientNet(LITE0, last_block=2).state_dict(), lite_file)
-    with pytest.raises(WeightsError, match=r"does not fit efficientnet_b5: \d+ missing keys \(_blocks.0._se_expand") as info:
+    with pytest.raises(
+        WeightsError, match=r"does not fit efficientnet_b5: \d+ missing keys \(_blocks.0._se_expand"
+    ) as info:
         build_backbone("efficientnet_b5", block_index=2, weights=lite_file)
     assert "unexpected keys (_blocks.1._bn0" in str(info.value)  # B5's second block has no expansion
     assert "shape mismatches" in str(info.value)

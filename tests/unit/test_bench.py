@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,3 +251,56 @@ def test_bench_report_with_and_without_torch(bundle: Bundle) -> None:
     alone = bench_report(bundle, setup, [ort], torch_note="skipped")
     assert alone["ratios"] == {} and alone["same_inputs"] is None and alone["torch_note"] == "skipped"
     assert bench_report(bundle, setup, [ort, _fake_result(TORCH_NAME, 20.0, 50.0, digest="x")])["same_inputs"] is False
+
+
+# --- the torch eager side -------------------------------------------------------------------------
+
+
+def _torch_tiny_detector() -> Any:
+    """The tiny bundle's graph (tests/helpers/bundles.py) as a torch module: same maths, eager."""
+    torch = pytest.importorskip("torch")
+    from tests.helpers.bundles import COLOR_GAIN, UNSHUFFLE
+
+    class Tiny(torch.nn.Module):
+        def forward(self, image: Any, depth: Any, mask: Any) -> tuple[Any, Any]:
+            grid = depth.shape[-1] // UNSHUFFLE
+            pool = torch.nn.functional.avg_pool2d
+            color = pool(image.abs().mean(dim=1, keepdim=True), image.shape[-1] // grid)
+            anomaly = (pool(depth.abs(), UNSHUFFLE) + COLOR_GAIN * color) * (pool(mask, UNSHUFFLE) > 0).float()
+            return anomaly, anomaly.amax(dim=(1, 2, 3))
+
+    return Tiny()
+
+
+@pytest.mark.torch
+def test_torch_eager_backend_matches_onnxruntime(bundle: Bundle) -> None:
+    pytest.importorskip("torch")
+    from trainer.bench_torch import TorchEagerBackend
+
+    eager = TorchEagerBackend(_torch_tiny_detector(), bundle.manifest.inputs, ["anomaly_map", "score"])
+    assert eager.output_spec() == list(bundle.manifest.outputs)
+    runs = {}
+    for name, make in (("ort", lambda c: _backend(bundle, c)), ("eager", lambda c: SlowBackend(eager, c, ms=25.0))):
+        clock = FakeClock()
+        runs[name] = bench_backend(name, bundle, make(clock), ScriptedSource(clock, [1.0, 2.0]), clock, frames=3, warmup=1)
+    assert runs["eager"].inputs_digest == runs["ort"].inputs_digest
+    assert median_ratios(runs["eager"], runs["ort"])["inference"] == pytest.approx(2.5)
+    inputs = {spec.name: np.full(spec.shape, 0.5, np.float32) for spec in bundle.manifest.inputs}
+    ort_out = OnnxRuntimeBackend(bundle.model_path(), intra_op_num_threads=1).infer(inputs)
+    np.testing.assert_allclose(eager.infer(inputs)["score"], ort_out["score"], rtol=1e-5)
+    eager.close()
+    with pytest.raises(InferenceError, match="closed"):
+        eager.infer(inputs)
+
+
+@pytest.mark.torch
+def test_torch_eager_backend_refuses_a_detector_that_does_not_fit(bundle: Bundle) -> None:
+    pytest.importorskip("torch")
+    from trainer.bench_torch import TorchEagerBackend
+
+    with pytest.raises(InferenceError, match="expected 3 tensors"):
+        TorchEagerBackend(_torch_tiny_detector(), bundle.manifest.inputs, ["anomaly_map", "score", "extra"])
+    image, _depth, mask = bundle.manifest.inputs
+    wrong = [image, TensorSpec("depth", (1, 1, 40, 40), "float32"), mask]  # a 5x5 map against a 4x4 mask
+    with pytest.raises(InferenceError, match="forward failed"):
+        TorchEagerBackend(_torch_tiny_detector(), wrong, ["anomaly_map", "score"])

@@ -48,7 +48,9 @@ class ASTFamily:
             try:
                 getattr(detector, part).load_state_dict(state[part], strict=True)
             except (KeyError, RuntimeError) as exc:
-                raise WeightsError(f"checkpoint {part} weights do not fit the model in config.yaml: {exc}") from exc
+                raise WeightsError(
+                    f"checkpoint {part} weights do not fit the model in config.yaml: {exc}"
+                ) from exc
         return detector.to(device).eval()
 
 
@@ -108,7 +110,9 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
     job.out_dir.mkdir(parents=True, exist_ok=True)
     write_config(job.out_dir, config)
     write_checkpoint(
-        job.out_dir, config, {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()}
+        job.out_dir,
+        config,
+        {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()},
     )
 
     loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)

@@ -57,7 +57,9 @@ class CouplingSubnet(nn.Module):
 class ConditionalCouplingBlock(nn.Module):
     """Fixed permutation + two-sided affine coupling conditioned on ``cond``."""
 
-    def __init__(self, channels: int, cond_channels: int, hidden: int, kernel_size: int, clamp: float, seed: int) -> None:
+    def __init__(
+        self, channels: int, cond_channels: int, hidden: int, kernel_size: int, clamp: float, seed: int
+    ) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError(f"a coupling block needs at least 2 channels, got {channels}")

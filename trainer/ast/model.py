@@ -63,7 +63,9 @@ class ASTModelConfig:
         if self.mode not in MODES:
             raise ConfigError(f"model.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(f"model.aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
+            raise ConfigError(
+                f"model.aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}"
+            )
         if self.pos_channels % 4:
             raise ConfigError(f"model.pos_channels must be a multiple of 4, got {self.pos_channels}")
         for name in ("grid", "depth_unshuffle", "teacher_hidden", "student_width"):
@@ -119,13 +121,24 @@ class ASTDetector(nn.Module):
         self.backbone = backbone if config.uses_rgb else None
         channels = config.feature_channels
         self.register_buffer(
-            "pos", positional_encoding_2d(config.pos_channels, config.grid, config.grid)[None], persistent=False
+            "pos",
+            positional_encoding_2d(config.pos_channels, config.grid, config.grid)[None],
+            persistent=False,
         )
         self.teacher = ConditionalFlow(
-            channels, config.pos_channels, config.teacher_hidden, config.kernel_sizes, config.clamp_alpha, config.flow_seed
+            channels,
+            config.pos_channels,
+            config.teacher_hidden,
+            config.kernel_sizes,
+            config.clamp_alpha,
+            config.flow_seed,
         )
         self.student = Student(
-            channels + config.pos_channels, channels, config.student_width, config.student_blocks, config.leaky_slope
+            channels + config.pos_channels,
+            channels,
+            config.student_width,
+            config.student_blocks,
+            config.leaky_slope,
         )
 
     # -- pieces shared by training (cached features) and inference (images) -----------------
@@ -178,12 +191,16 @@ class ASTDetector(nn.Module):
         return maps
 
     # -- inference ---------------------------------------------------------------------------
-    def score_maps(self, image: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_maps(
+        self, image: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """``distance`` and ``teacher_nll`` maps (N, 1, h, w), foreground-masked, and the grid ``mask``."""
         maps = self.maps_from_features(self.extract(image), depth, mask)
         return {name: value[:, None] for name, value in maps.items()}
 
-    def forward(self, image: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map (masked student-teacher distance at the grid, (N, 1, h, w)) and image score (N,)."""
         maps = self.maps_from_features(self.extract(image), depth, mask, with_nll=False)
         distance = maps["distance"]

@@ -58,11 +58,15 @@ class ASTParts:
 
 def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = True) -> ASTParts:
     """Backbone (weights loaded unless ``load_weights`` is False), preprocessing and model config."""
-    sizes = load_dataclass(ASTSizes, settings.model, error=ConfigError, path=f"preset {settings.preset}: model")
+    sizes = load_dataclass(
+        ASTSizes, settings.model, error=ConfigError, path=f"preset {settings.preset}: model"
+    )
     uses_rgb = settings.mode in ("rgb", "rgbd")
     weights = Path(settings.backbone.weights).expanduser() if settings.backbone.weights else None
     # Depth mode needs only the backbone's geometry (the grid), never its weights.
-    backbone = build_backbone(settings.backbone.name, settings.backbone.block, weights, load_weights and uses_rgb)
+    backbone = build_backbone(
+        settings.backbone.name, settings.backbone.block, weights, load_weights and uses_rgb
+    )
     image_size = settings.preprocess.image_size
     if image_size % backbone.stride:
         raise ConfigError(
@@ -78,7 +82,9 @@ def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = Tru
         mode=settings.mode,
         depth_size=grid * DEPTH_UNSHUFFLE,
         mask_dilate_px=settings.preprocess.mask_dilate_px,
-        foreground=ForegroundConfig.from_dict(fg, path="preprocess.foreground") if (has_xyz and fg is not None) else None,
+        foreground=ForegroundConfig.from_dict(fg, path="preprocess.foreground")
+        if (has_xyz and fg is not None)
+        else None,
         depth_unit_scale=settings.preprocess.depth_unit_scale,
     )
     aggregation = settings.aggregation

@@ -39,7 +39,9 @@ class ResidualBlock(nn.Module):
 class Student(nn.Module):
     """(N, in_channels, H, W) -> (N, out_channels, H, W), same grid as the teacher's z."""
 
-    def __init__(self, in_channels: int, out_channels: int, width: int, blocks: int, slope: float = DEFAULT_LEAKY_SLOPE):
+    def __init__(
+        self, in_channels: int, out_channels: int, width: int, blocks: int, slope: float = DEFAULT_LEAKY_SLOPE
+    ):
         super().__init__()
         self.inp = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.LeakyReLU(slope))
         self.blocks = nn.Sequential(*(ResidualBlock(width, slope) for _ in range(blocks)))

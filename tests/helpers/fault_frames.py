@@ -1,0 +1,252 @@
+"""Fault-suite helpers: frame corruptions, a scripted source, a truth-driven inspector, disk and log fakes.
+
+Corruptions return new frames (frames are immutable); the source plays a list of frames, read
+timeouts (None) and exceptions; :class:`TruthInspector` decides from the frame's ground truth so
+loop tests need no model; :class:`FakeDisk`, :class:`BlockingWriter` and :class:`BlockingHandler`
+stand in for a nearly full or stalled disk under the archive and the log writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_ad.decision import Decision, Verdict
+from edge_ad.frame import Frame
+from edge_ad.geometry import Presence
+from edge_ad.monitor.archive import DiskUsage
+from edge_ad.sources import SourceBase, SourceExhausted, SourceInfo
+
+# --- corruptions ----------------------------------------------------------------------------------
+
+
+def with_depth(frame: Frame, depth: np.ndarray | None) -> Frame:
+    """The frame with ``depth`` replaced."""
+    return dataclasses.replace(frame, depth=depth)
+
+
+def zero_fraction(frame: Frame, fraction: float, seed: int = 0) -> Frame:
+    """Depth with ``fraction`` of the pixels set to 0 (missing), chosen at random."""
+    depth = np.array(frame.depth, dtype=np.float32, copy=True)
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(depth.size, size=round(fraction * depth.size), replace=False)
+    depth.reshape(-1)[flat] = 0.0
+    return with_depth(frame, depth)
+
+
+def patch(frame: Frame, value: float, box: tuple[float, float, float, float] = (0.1, 0.1, 0.4, 0.4)) -> Frame:
+    """Depth with a normalised (x0, y0, x1, y1) patch set to ``value`` (NaN, inf, 65.535 ...)."""
+    depth = np.array(frame.depth, dtype=np.float32, copy=True)
+    h, w = depth.shape
+    depth[round(box[1] * h) : round(box[3] * h), round(box[0] * w) : round(box[2] * w)] = value
+    return with_depth(frame, depth)
+
+
+def raw_uint16(frame: Frame, saturate_box: tuple[float, float, float, float] | None = None) -> Frame:
+    """Depth as the camera's raw uint16 millimetres (not converted to metres), optionally with 65535 patches."""
+    raw = np.round(np.nan_to_num(frame.depth) * 1000).astype(np.uint16)
+    if saturate_box is not None:
+        h, w = raw.shape
+        x0, y0, x1, y1 = saturate_box
+        raw[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = 65535
+    return with_depth(frame, raw)
+
+
+def without(frame: Frame, stream: str) -> Frame:
+    """The frameset with one stream missing: ``color`` or ``depth`` becomes None."""
+    if stream not in ("color", "depth"):
+        raise ValueError(f"stream must be 'color' or 'depth', got {stream!r}")
+    return dataclasses.replace(frame, **{stream: None})
+
+
+def renumbered(frame: Frame, number: int, truth: dict[str, Any] | None = None) -> Frame:
+    """The frame with another frame number (and optionally other ground truth)."""
+    return dataclasses.replace(frame, frame_number=number, truth=frame.truth if truth is None else truth)
+
+
+# --- scripted source and truth inspector ----------------------------------------------------------
+
+
+class ListSource(SourceBase):
+    """Plays ``items`` in order: a Frame is returned, None is a read timeout, an exception is raised."""
+
+    def __init__(self, items: Iterable[Frame | BaseException | None], name: str = "list") -> None:
+        self.items = list(items)
+        self.name = name
+        self.reads = 0
+
+    def info(self) -> SourceInfo:
+        """8x8 at 30 fps (the loop only reads the name)."""
+        return SourceInfo(self.name, 8, 8, 30.0)
+
+    def read(self, timeout_s: float) -> Frame | None:
+        """The next scripted item."""
+        self.reads += 1
+        if not self.items:
+            raise SourceExhausted(f"{self.name}: script done")
+        item = self.items.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def truth_frame(number: int, part_id: int | None, defective: bool = False, arrival_ns: int | None = None) -> Frame:
+    """A tiny frame whose ground truth says which part (if any) it shows."""
+    truth = {"part_id": part_id, "part_present": part_id is not None, "defective": defective}
+    arrival = number * 33_333_333 if arrival_ns is None else arrival_ns
+    return Frame(np.zeros((8, 8, 3), np.uint8), None, None, number, number * 33.3, arrival, truth)
+
+
+def line_frames(parts: int, frames_per_part: int = 3, gap: int = 2, start: int = 0) -> list[Frame]:
+    """Empty belt (``gap`` frames), then each part for ``frames_per_part`` frames; odd parts are defective."""
+    frames: list[Frame] = []
+    number = start
+    for part_id in range(parts):
+        for value in [None] * gap + [part_id] * frames_per_part:
+            frames.append(truth_frame(number, value, defective=value is not None and value % 2 == 1))
+            number += 1
+    frames += [truth_frame(number + i, None) for i in range(gap)]
+    return frames
+
+
+@dataclass(frozen=True, eq=False)
+class TruthObservation:
+    """What :class:`TruthInspector` observed."""
+
+    frame: Frame
+    presence: Presence | None
+    fault: str | None = None
+    fault_detail: str = ""
+    preprocess_ms: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class TruthInspection:
+    """What :class:`TruthInspector` decided."""
+
+    observation: TruthObservation
+    decision: Decision
+    timings_ms: dict[str, float]
+    result: Any = None
+
+
+class TruthInspector:
+    """Presence from the frame's truth, REJECT for defective parts; a frame without colour is a fault."""
+
+    def __init__(self, observe_hook: Callable[[Frame], None] | None = None) -> None:
+        self.observe_hook = observe_hook
+        self.observed: list[int] = []
+        self.scored: list[int] = []
+
+    def observe(self, frame: Frame) -> TruthObservation:
+        """Presence straight from ground truth."""
+        if self.observe_hook is not None:
+            self.observe_hook(frame)
+        self.observed.append(frame.frame_number)
+        if frame.color is None:
+            return TruthObservation(frame, None, "invalid_input", "no colour stream")
+        present = frame.truth.get("part_id") is not None
+        presence = Presence(present, 0.2 if present else 0.0, (2, 2, 6, 6) if present else None, False)
+        return TruthObservation(frame, presence)
+
+    def score(self, observation: TruthObservation) -> TruthInspection:
+        """REJECT a defective part, ACCEPT a good one."""
+        self.scored.append(observation.frame.frame_number)
+        verdict = Verdict.REJECT if observation.frame.truth.get("defective") else Verdict.ACCEPT
+        return TruthInspection(observation, Decision(verdict, "truth", 1.0, 1.0), {"inference": 2.0, "scoring": 0.1})
+
+
+# --- disk and log fakes ---------------------------------------------------------------------------
+
+
+class FakeDisk:
+    """A small disk: ``total`` bytes, ``other`` used by someone else, plus what ``archived()`` reports.
+
+    ``usage`` stands in for :func:`shutil.disk_usage`; ``write`` for the archive's file writer,
+    raising ENOSPC when a file would not fit (as a real full disk does).
+    """
+
+    def __init__(self, total: int, other: int, archived: Callable[[], int] = lambda: 0) -> None:
+        self.total = total
+        self.other = other
+        self.archived = archived
+        self.enospc = 0
+
+    def usage(self, _path: Path) -> DiskUsage:
+        """Total, used and free bytes now."""
+        used = self.other + self.archived()
+        return DiskUsage(self.total, used, max(0, self.total - used))
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Write like a real disk of this size would (ENOSPC past the end)."""
+        if self.other + self.archived() + len(data) > self.total:
+            self.enospc += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        path.write_bytes(data)
+
+
+class BlockingWriter:
+    """A file writer stuck (like a dead disk) until :meth:`release` or ``max_block_s`` passes."""
+
+    def __init__(self, max_block_s: float = 2.0) -> None:
+        self.max_block_s = max_block_s
+        self.entered = threading.Event()
+        self._released = threading.Event()
+        self.writes = 0
+
+    def __call__(self, path: Path, data: bytes) -> None:
+        self.entered.set()
+        self._released.wait(self.max_block_s)
+        path.write_bytes(data)
+        self.writes += 1
+
+    def release(self) -> None:
+        """Let every blocked and future write through."""
+        self._released.set()
+
+
+class BlockingHandler(logging.Handler):
+    """A log handler whose ``emit`` blocks like a stalled disk, then collects the formatted lines."""
+
+    def __init__(self, max_block_s: float = 2.0) -> None:
+        super().__init__()
+        self.max_block_s = max_block_s
+        self.entered = threading.Event()
+        self._released = threading.Event()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Block, then keep the line."""
+        self.entered.set()
+        self._released.wait(self.max_block_s)
+        self.lines.append(self.format(record))
+
+    def release(self) -> None:
+        """Unblock."""
+        self._released.set()
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc)."""
+    with Path("/proc/self/statm").open() as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def open_fds() -> int:
+    """Open file descriptors of this process (Linux /proc)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def directory_bytes(path: Path) -> tuple[int, int]:
+    """(bytes, files) actually on disk under ``path`` (not the archive's own accounting)."""
+    files = [p for p in Path(path).iterdir() if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)

@@ -1,0 +1,1 @@
+"""AST: Asymmetric Student-Teacher anomaly detection (network, losses, training, family)."""
