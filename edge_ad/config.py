@@ -146,20 +146,17 @@ class StationConfig:
         return RuntimeConfig(**settings)
 
     def camera_options(self) -> dict[str, Any]:
-        """Everything the station asks of its camera, as ``open_source`` keyword options.
+        """What the station asks of its camera, as ``open_source`` keyword options (realsense's names).
 
-        A source takes the options it understands (see ``edge_ad.station_camera``); the realsense
-        source takes them all.
+        Profile (``width`` ... ``depth_fps``), ``min_usb`` and the depth filters (``decimation``,
+        ``spatial``, ``temporal``, ``hole_filling``), ``stall_s`` and ``backoff_max_s``. A source takes the options it understands
+        (see :func:`edge_ad.station_camera.open_station_source`).
         """
         camera = self.camera
         options: dict[str, Any] = dict(camera.profile())
-        options.update(
-            depth=camera.depth,
-            align_to_color=camera.align_to_color,
-            usb_type_min=camera.usb_type_min,
-            post_processing=to_plain(camera.post_processing),
-            timeout_ms=camera.timeout_ms,
-        )
+        options["min_usb"] = camera.usb_type_min
+        options.update(to_plain(camera.post_processing))
+        options.update(stall_s=camera.stall_fault_ms / 1000.0, backoff_max_s=camera.backoff_max_s)
         return options
 
     def to_dict(self) -> dict[str, Any]:

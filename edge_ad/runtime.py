@@ -286,20 +286,30 @@ class InspectionRuntime:
 
     def _decide(self, part: TrackedPart) -> Decision:
         """Score the part's best frame (or fault it) and give its slot the decision: exactly once per part."""
-        decision = self.slots.already_faulted(part)
-        if decision is None and part.best is None:
-            reason = part.main_fault or FaultReason.NO_FRAME.value
-            try:
-                decision = fault(FaultReason(reason), f"no usable frame among {part.frames} ({dict(part.faults)})")
-            except ValueError:  # a reason the decision module does not know: keep it verbatim
-                decision = fault(FaultReason.INVALID_DEPTH, f"{reason}: no usable frame among {part.frames}")
-        elif decision is None:
-            decision = self._score(part)
+        faulted = self.slots.already_faulted(part)  # its deadline passed while it was still in view
+        if faulted is not None:
+            decision = faulted
+        else:
+            if part.best is None:
+                decision = self._no_usable_frame(part)
+            else:
+                decision = self._score(part)
+            applied = self.slots.decide(part, decision)
+            if applied is decision:
+                self.supervisor.part_on_time()
+            decision = applied
         decided = self.clock.now_ns()
-        decision = self.slots.decide(part, decision)
         self.recorder.stage(STAGE_END_TO_END, decided - part.capture_ns)
         self.recorder.part(part_record(part, decision, decided))
         return decision
+
+    @staticmethod
+    def _no_usable_frame(part: TrackedPart) -> Decision:
+        reason = part.main_fault or FaultReason.NO_FRAME.value
+        try:
+            return fault(FaultReason(reason), f"no usable frame among {part.frames} ({dict(part.faults)})")
+        except ValueError:  # a reason the decision module does not know: keep it verbatim
+            return fault(FaultReason.INVALID_DEPTH, f"{reason}: no usable frame among {part.frames}")
 
     def _score(self, part: TrackedPart) -> Decision:
         frame = part.best.frame.frame_number  # type: ignore[union-attr]

@@ -202,6 +202,11 @@ class Supervisor:
             if self._miss_run >= self.config.degrade_after:
                 self._degrade(f"{self._miss_run} consecutive deadline misses (last part {part_id})")
 
+    def part_on_time(self) -> None:
+        """A part's decision reached its slot before the deadline (ends a run of misses)."""
+        with self._lock:
+            self._miss_run = 0
+
     def stage_error(self, stage: str, exc: BaseException, frame: int | None = None) -> None:
         """An exception caught at a stage boundary: logged with its traceback once per type, counted, rated."""
         with self._lock:
@@ -249,7 +254,7 @@ class Supervisor:
     def healthy(self) -> None:
         """The loop's healthy path: a frame inspected good. Beats, pings systemd, may declare READY."""
         with self._lock:
-            self._bad_run = self._miss_run = 0
+            self._bad_run = 0
             self._good_run += 1
             if self._degraded and self._good_run >= self.config.recover_after:
                 self._degraded = False

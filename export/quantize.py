@@ -32,11 +32,13 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
     QuantType,
+    quant_pre_process,
     quantize_static,
 )
 
@@ -45,8 +47,8 @@ from edge_ad.errors import ExportError
 from edge_ad.preprocess import PreprocessConfig, preprocess, to_model_inputs
 
 # Heavy ops worth int8 kernels, the activations the quantizer folds into their output range, and
-# Pad (EfficientNet "same" padding): in float it costs a dequantize + quantize of a large map.
-QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm", "Relu", "Clip", "Pad")
+# Add (EfficientNet's residuals: in float each costs a dequantize + quantize of a whole map).
+QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm", "Relu", "Clip", "Add")
 HEAVY_OP_TYPES = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 # Element-wise ops that can sit between a scale conv and the Atan of the soft clamp (slice of the
 # conv output into s and t, the learnable gamma, the division by alpha).
@@ -234,6 +236,65 @@ def float_node_plan(model: onnx.ModelProto, level: int = 0) -> FloatNodePlan:
     return FloatNodePlan(groups)
 
 
+def fold_pads_into_convs(model: onnx.ModelProto) -> int:
+    """Merge zero-valued constant Pads into the Conv they feed (in place); returns how many.
+
+    EfficientNet's "same" padding is a separate Pad before many convolutions. Left in the QDQ
+    graph it runs in float between a dequantize and a quantize of a large map (ONNX Runtime does
+    not fuse it); as the conv's own ``pads`` it costs nothing. Same maths either way.
+    """
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    consumers = _consumers(graph)
+    outputs = {value.name for value in graph.output}
+    folded = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or len(pad.input) < 2 or pad.input[1] not in inits:
+            continue
+        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+        value_name = pad.input[2] if len(pad.input) > 2 else ""
+        value = onnx.numpy_helper.to_array(inits[value_name]) if value_name in inits else np.zeros(1)
+        if mode != b"constant" or value_name not in ("", *inits) or np.any(value != 0):
+            continue
+        pads = onnx.numpy_helper.to_array(inits[pad.input[1]]).astype(int).tolist()
+        users = consumers.get(pad.output[0], [])
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or len(users) != 1 or pad.output[0] in outputs:
+            continue
+        conv = users[0]
+        attrs = {a.name: a for a in conv.attribute}
+        auto_pad = attrs["auto_pad"].s if "auto_pad" in attrs else b"NOTSET"
+        if conv.op_type != "Conv" or conv.input[0] != pad.output[0] or auto_pad != b"NOTSET":
+            continue
+        old = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+        merged = [old[0] + pads[2], old[1] + pads[3], old[2] + pads[6], old[3] + pads[7]]
+        if "pads" in attrs:
+            conv.attribute.remove(attrs["pads"])
+        conv.attribute.append(onnx.helper.make_attribute("pads", merged))
+        conv.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    return len(folded)
+
+
+def prepare_for_quantization(fp32_path: Path, out_path: Path) -> Path:
+    """Constant folding, shape inference and Pad folding of ``fp32_path`` into ``out_path`` (same maths).
+
+    The tracer leaves EfficientNet's "same" padding as shape arithmetic feeding each Pad; folded to
+    constants (ONNX Runtime's pre-processing) the Pads can then merge into their convolutions.
+    Node names of the remaining nodes are kept: plan float nodes on *this* graph.
+    """
+    try:
+        quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+        model = onnx.load(str(out_path))
+        fold_pads_into_convs(model)
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(out_path))
+    except (RuntimeError, ValueError, KeyError, onnx.checker.ValidationError) as exc:
+        raise ExportError(f"preparing {fp32_path} for INT8 quantization failed: {exc}") from exc
+    return Path(out_path)
+
+
 def quantize_model(
     fp32_path: Path,
     out_path: Path,
@@ -244,6 +305,8 @@ def quantize_model(
     per_channel: bool = True,
 ) -> Path:
     """Write a QDQ INT8 model of ``fp32_path`` to ``out_path``, calibrated by ``reader``.
+
+    ``fp32_path`` should come from :func:`prepare_for_quantization`, the graph ``plan`` was made on.
 
     ``for_tensorrt`` False: uint8 asymmetric activations (ONNX Runtime CPU); True: int8 symmetric
     activations and weights (TensorRT explicit quantization). Raises ExportError when ONNX

@@ -35,4 +35,4 @@ def test_f04_timeouts_between_good_frames_are_not_consecutive_but_bad_frames_in_
     assert State.FAULT not in states
     degraded = states.index(State.DEGRADED)
     assert State.RUNNING in states[degraded:]
-    check_each_part_once(summary, line.runtime)
+    check_each_part_once(summary, line.runtime, truth=False)  # unusable frames bridge / add a track

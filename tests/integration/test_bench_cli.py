@@ -66,7 +66,6 @@ def test_bench_refuses_a_missing_bundle(tmp_path: Path) -> None:
 
 
 @pytest.mark.torch
-@pytest.mark.slow
 def test_bench_torch_against_onnxruntime(tiny_bundle: Path, tiny_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     result, report = _bench(

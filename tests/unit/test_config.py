@@ -206,7 +206,7 @@ class _FakeCamera:
 def _fake_realsense(monkeypatch: pytest.MonkeyPatch, camera: _FakeCamera) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
-    def factory(argument: str | None, width: int = 0, height: int = 0, fps: int = 0, usb_type_min: str | None = None) -> _FakeCamera:
+    def factory(argument: str | None, width: int = 0, height: int = 0, fps: int = 0, min_usb: str | None = None) -> _FakeCamera:
         seen.update(argument=argument, width=width, height=height, fps=fps)
         return camera
 
@@ -249,3 +249,17 @@ def test_probe_synthetic_camera_delivers_its_profile(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["check", "config", str(_write(tmp_path, MINIMAL)), "--probe"])
     assert result.exit_code == 0, result.output
     assert "camera delivers the requested profile" in result.output
+
+
+def test_readme_documents_every_key_with_its_default(tmp_path: Path) -> None:
+    import dataclasses
+
+    from edge_ad.config import SECTIONS
+
+    text = (STATIONS / "README.md").read_text(encoding="utf-8").split("```yaml")[1].split("```")[0]
+    documented = yaml.safe_load(text)
+    for section, cls in SECTIONS.items():
+        keys = {f.name for f in dataclasses.fields(cls)} - ({"roi"} if section == "tracker" else set())
+        assert set(documented[section]) == keys, section
+    station = load_station(_write(tmp_path, text.replace("delay_s: null ", "delay_s: 1.5 ")))
+    assert station.to_dict()["geometry"] == {**documented["geometry"], "roi": list(station.geometry.roi)}
