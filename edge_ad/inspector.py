@@ -23,8 +23,10 @@ from edge_ad.decision import Decision, FaultReason, decide, fault
 from edge_ad.errors import ConfigError, DataError, GeometryError, InferenceError, PlaneFitError
 from edge_ad.frame import Frame
 from edge_ad.geometry import FULL_ROI, Presence, part_presence
+from edge_ad.manifest import ENGINE_DIR
 from edge_ad.preprocess import Preprocessed, preprocess, to_model_inputs
 from edge_ad.scoring import ScoreResult, score_outputs
+from edge_ad.trt_engine_cache import tensorrt_onnx
 
 # Modes whose model reads depth; in "rgb" mode depth only feeds the foreground mask, if present.
 DEPTH_MODES = ("depth", "rgbd")
@@ -92,11 +94,24 @@ class Inspector:
         *,
         clock: Clock | None = None,
         min_area_fraction: float | None = None,
+        precision: str | None = None,
         **backend_options: Any,
     ) -> Inspector:
-        """Verify the bundle at ``path`` (BundleError if bad) and open its model with ``backend``."""
+        """Verify the bundle at ``path`` (BundleError if bad) and open its model with ``backend``.
+
+        ``precision`` (fp32 / int8, default: the manifest's) picks the model file by its role; for
+        ``backend="tensorrt"`` it is the engine precision (fp16 too), the engine coming from the
+        bundle's ``engines/`` folder.
+        """
         bundle = load_bundle(path)
-        engine = create_backend(backend, bundle.model_path(), **backend_options)
+        if backend == "tensorrt":
+            precision = precision or "fp16"
+            backend_options.setdefault("precision", precision)
+            backend_options.setdefault("engine_dir", bundle.root / ENGINE_DIR)
+            model = tensorrt_onnx(bundle.root, bundle.manifest, precision)
+        else:
+            model = bundle.model_path(precision)
+        engine = create_backend(backend, model, **backend_options)
         return cls(bundle, engine, clock=clock, min_area_fraction=min_area_fraction)
 
     def observe(self, frame: Frame) -> Observation:

@@ -26,21 +26,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, Protocol
 
 from edge_ad.capture_loop import CaptureLoop
 from edge_ad.clock import Clock, MonotonicClock
 from edge_ad.decision import Decision, FaultReason, fault
-from edge_ad.errors import ConfigError
 from edge_ad.frame import Frame
 from edge_ad.frame_queue import FrameQueue
 from edge_ad.line.outputs import DigitalOutput
 from edge_ad.line.part_slots import PartSlots
-from edge_ad.line.reject import RejectScheduler, RejectTiming
-from edge_ad.part_tracker import ObservationLike, PartTracker, TrackedPart, TrackerConfig
+from edge_ad.line.reject import RejectScheduler
+from edge_ad.part_tracker import ObservationLike, PartTracker, TrackedPart
 from edge_ad.run_summary import (
     STAGE_END_TO_END,
     STAGE_INFERENCE,
@@ -49,81 +46,16 @@ from edge_ad.run_summary import (
     RunSummary,
     part_record,
 )
+from edge_ad.runtime_config import FailedObservation, InspectionLike, InspectorLike, RuntimeConfig
 from edge_ad.runtime_setup import LineIO, bounded_stop
 from edge_ad.sources.base import FrameSource
-from edge_ad.supervisor import Supervisor, SupervisorConfig
+from edge_ad.supervisor import Supervisor
 from edge_ad.watchdog import STAGE_ERRORS, InferenceTimeout, InferenceWatchdog
 
 _IDLE_POLL_S = 0.05  # how often inspection re-checks stop conditions while no frame arrives
 _ACTUATOR_TICK_S = 0.002  # longest the actuator sleeps between edges (its reaction time)
-
-
-class InspectionLike(Protocol):
-    """What the loop reads of :class:`edge_ad.inspector.Inspection`."""
-
-    decision: Decision
-    timings_ms: Mapping[str, float]
-
-
-class InspectorLike(Protocol):
-    """What the loop needs of :class:`edge_ad.inspector.Inspector`."""
-
-    def observe(self, frame: Frame) -> ObservationLike:
-        """Per-frame geometry and preprocessing (a bad frame gives an observation with ``fault`` set)."""
-        ...
-
-    def score(self, observation: Any) -> InspectionLike:
-        """Model + decision for one observation (expected failures are FAULT_REJECT)."""
-        ...
-
-
-@dataclass(frozen=True, eq=False)
-class _FailedObservation:
-    """Stands in for an observation whose stage raised: occupied and faulted, so its part is FAULT_REJECT."""
-
-    frame: Frame
-    presence: None = None
-    fault: str = FaultReason.INVALID_INPUT.value
-    preprocess_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """Queue, stop conditions, tracking, reject timing and supervision of one run.
-
-    ``lossless``: capture waits for room instead of dropping (replay at full speed). ``drain_timeout_s``:
-    how long the stop waits for windows in flight (None: delay + pulse + 1 s). ``supervise``: None = on
-    unless lossless (see the module docstring).
-    """
-
-    queue_size: int = 2
-    read_timeout_s: float = 1.0
-    lossless: bool = False
-    max_parts: int | None = None
-    max_frames: int | None = None
-    duration_s: float | None = None
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    reject: RejectTiming = field(default_factory=RejectTiming)
-    drain_timeout_s: float | None = None
-    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
-    supervise: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.queue_size < 1:
-            raise ConfigError(f"runtime.queue_size: must be >= 1, got {self.queue_size}")
-        if not self.read_timeout_s > 0:
-            raise ConfigError(f"runtime.read_timeout_s: must be > 0, got {self.read_timeout_s}")
-        for name in ("max_parts", "max_frames"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"runtime.{name}: must be >= 1, got {value}")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise ConfigError(f"runtime.duration_s: must be > 0, got {self.duration_s}")
-
-    @property
-    def supervised(self) -> bool:
-        """Whether deadlines, stall detection and the safe gate apply."""
-        return (not self.lossless) if self.supervise is None else self.supervise
+_DEFAULT_CONFIG = RuntimeConfig()
+__all__ = ["InspectionLike", "InspectionRuntime", "InspectorLike", "RuntimeConfig", "run_inspection", "stop_on_signals"]
 
 
 class InspectionRuntime:
@@ -134,7 +66,7 @@ class InspectionRuntime:
         source: FrameSource,
         inspector: InspectorLike,
         output: DigitalOutput | LineIO,
-        config: RuntimeConfig = RuntimeConfig(),
+        config: RuntimeConfig = _DEFAULT_CONFIG,
         clock: Clock | None = None,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
@@ -279,7 +211,7 @@ class InspectionRuntime:
             observation = self.inspector.observe(frame)
         except STAGE_ERRORS as exc:  # a bug or driver error in preprocessing: this frame only
             self.supervisor.stage_error("observe", exc, frame.frame_number)
-            return _FailedObservation(frame)
+            return FailedObservation(frame)
         if observation.fault is not None:
             self.supervisor.invalid_frame(str(getattr(observation.fault, "value", observation.fault)))
         return observation
@@ -354,7 +286,7 @@ def run_inspection(
     source: FrameSource,
     inspector: InspectorLike,
     output: DigitalOutput | LineIO,
-    config: RuntimeConfig = RuntimeConfig(),
+    config: RuntimeConfig = _DEFAULT_CONFIG,
     clock: Clock | None = None,
     handle_signals: bool = False,
 ) -> RunSummary:

@@ -16,7 +16,6 @@ and the camera profile are verified and a first frame was inspected good.
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import threading
@@ -28,9 +27,11 @@ from typing import Protocol
 from edge_ad.clock import Clock
 from edge_ad.errors import ConfigError
 from edge_ad.line.heartbeat import StatusLines
+from edge_ad.rate_limits import Backoff, ErrorRateBreaker
 from edge_ad.systemd import SystemdNotifier
 
 log = logging.getLogger(__name__)
+__all__ = ["Backoff", "ErrorRateBreaker", "SafeGate", "State", "Supervisor", "SupervisorConfig"]
 
 
 class State(str, Enum):
@@ -71,46 +72,6 @@ class SupervisorConfig:
         for name in ("degrade_after", "recover_after", "error_limit"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"supervisor.{name}: must be >= 1, got {getattr(self, name)}")
-
-
-class Backoff:
-    """Capped exponential delays: ``initial``, 2x, 4x ... never above ``cap``; :meth:`reset` after success."""
-
-    def __init__(self, initial_s: float, cap_s: float) -> None:
-        self.initial_s, self.cap_s = initial_s, cap_s
-        self._next = initial_s
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt (counted)."""
-        delay = self._next
-        self._next = min(self._next * 2, self.cap_s)
-        self.attempts += 1
-        return delay
-
-    def reset(self) -> None:
-        """Start again from ``initial`` (attempts keep counting)."""
-        self._next = self.initial_s
-
-
-class ErrorRateBreaker:
-    """Trips when more than ``limit`` errors fall within the last ``window_s``."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit = limit
-        self.window_ns = round(window_s * 1e9)
-        self._times: collections.deque[int] = collections.deque()
-
-    def record(self, now_ns: int) -> bool:
-        """Count one error at ``now_ns``; True when the rate is over the limit."""
-        self._times.append(now_ns)
-        return self.over(now_ns)
-
-    def over(self, now_ns: int) -> bool:
-        """True while more than ``limit`` errors are inside the window ending now."""
-        while self._times and now_ns - self._times[0] > self.window_ns:
-            self._times.popleft()
-        return len(self._times) > self.limit
 
 
 class SafeGate(Protocol):

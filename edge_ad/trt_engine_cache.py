@@ -24,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from edge_ad.errors import BundleError, ConfigError
 from edge_ad.hashing import sha256_file
+from edge_ad.manifest import Manifest
 
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
@@ -176,6 +177,19 @@ def other_engines(engine_dir: Path, wanted: EngineKey) -> list[str]:
     return sorted(p.name for p in directory.glob(f"*{ENGINE_SUFFIX}") if p.name != wanted.file_name)
 
 
+def tensorrt_onnx(bundle_dir: Path, manifest: Manifest, precision: str) -> Path:
+    """The bundle ONNX an engine of ``precision`` is built from (and keyed by).
+
+    INT8: the symmetric Q/DQ model for TensorRT when the bundle has one; otherwise (and for
+    fp16 / fp32) the FP32 model, calibrated on the device for INT8.
+    """
+    if precision == "int8":
+        names = [name for name, entry in manifest.files.items() if entry.role == TRT_INT8_ROLE]
+        if names:
+            return Path(bundle_dir) / names[0]
+    return Path(bundle_dir) / manifest.model_file("fp32")
+
+
 def build_engine_command(bundle_dir: Path, precision: str, workspace_mb: int | None = None) -> str:
     """The on-device command that builds (or reuses) the bundle's engine."""
     if precision not in ENGINE_PRECISIONS:
@@ -190,28 +204,30 @@ def trtexec_command(
     onnx_path: Path,
     engine_path: Path,
     precision: str,
-    tensorrt_version: str,
+    tensorrt_version: str | None = None,
     workspace_mb: int = 1024,
     calibration_cache: Path | None = None,
 ) -> list[str]:
     """The ``trtexec`` command line that builds the same engine (fallback when Python bindings fail).
 
-    INT8 from a Q/DQ model needs only ``--int8``; ``--fp16`` lets the float nodes run in half
-    precision instead of FP32. A calibration cache (implicit quantization) is passed as ``--calib``.
+    ``tensorrt_version`` None (unknown here) writes the flags of TensorRT >= 8.4.
+
+    INT8 gets ``--int8`` only: adding ``--fp16`` would let the float nodes (distances) drop to half
+    precision. A calibration cache (implicit quantization) is passed as ``--calib``.
     """
     if precision not in ENGINE_PRECISIONS:
         raise ConfigError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {precision!r}")
     if workspace_mb < 1:
         raise ConfigError(f"workspace_mb must be >= 1, got {workspace_mb}")
     command = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
-    if parse_version(tensorrt_version) >= MEMPOOL_FLAG_FROM:
+    if tensorrt_version is None or parse_version(tensorrt_version) >= MEMPOOL_FLAG_FROM:
         command.append(f"--memPoolSize=workspace:{int(workspace_mb)}")
     else:
         command.append(f"--workspace={int(workspace_mb)}")
     if precision == "fp16":
         command.append("--fp16")
     elif precision == "int8":
-        command += ["--int8", "--fp16"]
+        command.append("--int8")
         if calibration_cache is not None:
             command.append(f"--calib={calibration_cache}")
     return command

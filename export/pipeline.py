@@ -30,6 +30,7 @@ from export.quantize import (
     QuantizationSettings,
     calibration_batches,
     float_node_plan,
+    prepare_for_quantization,
     quantize_model,
 )
 from trainer.features import needs_xyz
@@ -42,6 +43,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 Target = Literal["onnxruntime", "tensorrt"]
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("onnxruntime", "tensorrt")
+DEFAULT_PARITY = ParityTolerance()
 
 
 @dataclass(frozen=True)
@@ -157,26 +159,29 @@ def quantize_with_gate(
     reader = PreprocessedReader(batches)
     gate = gate_set(data_root, config, use_xyz, options.gate_samples)
     fp32_path, int8_path = staging / MODEL_FILE, staging / INT8_FILE
-    model = onnx.load(str(fp32_path))
     fp32_scores: np.ndarray | None = None
     attempts: list[dict[str, Any]] = []
-    for level in range(MAX_RETRY_LEVEL + 1 if options.retry else 1):
-        plan = float_node_plan(model, level)
-        quantize_model(fp32_path, int8_path, reader, plan)
-        report, fp32_scores = run_int8_gate(fp32_path, int8_path, gate, threshold, options.tolerance, fp32_scores)
-        attempts.append({"level": level, "float_nodes": plan.summary(), "gate": report.to_dict()})
-        if report.passed:
-            break
-    else:
-        hint = "" if options.retry else "; pass --int8-retry to keep more of the graph in float"
-        raise ExportError(f"INT8 gate failed at level {level}: {'; '.join(report.failures)}{hint}")
+    with tempfile.TemporaryDirectory(prefix="edge-ad-int8-") as work:
+        # Quantize a shape-folded copy (outside the bundle); the gate compares with the bundle's FP32.
+        prepared = prepare_for_quantization(fp32_path, Path(work) / "prepared.onnx")
+        model = onnx.load(str(prepared))
+        for level in range(MAX_RETRY_LEVEL + 1 if options.retry else 1):
+            plan = float_node_plan(model, level)
+            quantize_model(prepared, int8_path, reader, plan)
+            report, fp32_scores = run_int8_gate(fp32_path, int8_path, gate, threshold, options.tolerance, fp32_scores)
+            attempts.append({"level": level, "float_nodes": plan.summary(), "gate": report.to_dict()})
+            if report.passed:
+                break
+        else:
+            hint = "" if options.retry else "; pass --int8-retry to keep more of the graph in float"
+            raise ExportError(f"INT8 gate failed at level {level}: {'; '.join(report.failures)}{hint}")
+        trt_report = None
+        if target == "tensorrt":
+            trt_path = quantize_model(prepared, staging / TRT_INT8_FILE, reader, plan, for_tensorrt=True)
+            trt_report, _ = run_int8_gate(fp32_path, trt_path, gate, threshold, options.tolerance, fp32_scores)
+            if not trt_report.passed:
+                raise ExportError("INT8 gate failed for the TensorRT (symmetric) model: " + "; ".join(trt_report.failures))
     settings = QuantizationSettings(len(reader), data_hash, level, float_groups=plan.summary())
-    trt_report = None
-    if target == "tensorrt":
-        trt_path = quantize_model(fp32_path, staging / TRT_INT8_FILE, reader, plan, for_tensorrt=True)
-        trt_report, _ = run_int8_gate(fp32_path, trt_path, gate, threshold, options.tolerance, fp32_scores)
-        if not trt_report.passed:
-            raise ExportError("INT8 gate failed for the TensorRT (symmetric) model: " + "; ".join(trt_report.failures))
     return Int8Result(report, trt_report, settings, plan, attempts)
 
 
@@ -187,7 +192,7 @@ def export_run(
     data: Path | None = None,
     target_frr: float = 0.01,
     parity_samples: int = 16,
-    tolerance: ParityTolerance = ParityTolerance(),
+    tolerance: ParityTolerance = DEFAULT_PARITY,
     overwrite: bool = False,
     precision: Precision = "fp32",
     target: Target = "onnxruntime",
@@ -235,6 +240,8 @@ def export_run(
         }
         roles = {MODEL_FILE: "model", EXPORT_REPORT: "report"}
         int8_result = None
+        # FP16 engines pin these layers to FP32 on the device (the distance tail, the soft clamp).
+        float_nodes = float_node_plan(onnx.load(str(model_path))).nodes if precision == "fp16" else ()
         if precision == "int8":
             int8_result = quantize_with_gate(
                 staging, loaded, data_root, point.choice.threshold, target, int8 or Int8Options()
@@ -248,7 +255,7 @@ def export_run(
             specs,
             precision="int8" if precision == "int8" else "fp32",
             roles=roles,
-            float_nodes=int8_result.plan.nodes if int8_result else (),
+            float_nodes=int8_result.plan.nodes if int8_result else float_nodes,
         )
         verification = verify_bundle(staging)
         if not verification.ok:

@@ -174,7 +174,9 @@ def _nodes_with_heavy_descendant(graph: onnx.GraphProto) -> set[str]:
 def tail_nodes(graph: onnx.GraphProto) -> list[str]:
     """Nodes after the last heavy op on every path to the outputs (distances, masks, the score)."""
     heavy_after = _nodes_with_heavy_descendant(graph)
-    return [n.name for n in graph.node if n.op_type not in HEAVY_OP_TYPES and n.name not in heavy_after]
+    # Constants are values, not computations: nothing to keep in float.
+    skip = HEAVY_OP_TYPES | {"Constant"}
+    return [n.name for n in graph.node if n.op_type not in skip and n.name not in heavy_after]
 
 
 def soft_clamp_nodes(graph: onnx.GraphProto) -> list[str]:
