@@ -9,6 +9,7 @@ because on the line an exception would mean a part that nobody decided on.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from edge_ad.clock import Clock, MonotonicClock, elapsed_ms
 from edge_ad.decision import Decision, FaultReason, decide, fault
 from edge_ad.errors import ConfigError, DataError, GeometryError, InferenceError, PlaneFitError
 from edge_ad.frame import Frame
-from edge_ad.geometry import FULL_ROI, Presence, part_presence
+from edge_ad.geometry import FULL_ROI, ForegroundConfig, Presence, part_presence
 from edge_ad.manifest import ENGINE_DIR
 from edge_ad.preprocess import Preprocessed, preprocess, to_model_inputs
 from edge_ad.scoring import ScoreResult, score_outputs
@@ -74,8 +75,13 @@ class Inspector:
         *,
         clock: Clock | None = None,
         min_area_fraction: float | None = None,
+        foreground: ForegroundConfig | None = None,
     ) -> None:
-        """Pair ``bundle`` with an open ``backend``; BundleError when the backend's I/O differs from the manifest."""
+        """Pair ``bundle`` with an open ``backend``; BundleError when the backend's I/O differs from the manifest.
+
+        ``foreground`` replaces the bundle's foreground settings: a station's calibrated belt plane and
+        region of interest belong to the station, not to the model.
+        """
         check_backend_matches(
             bundle.manifest, backend.input_spec(), backend.output_spec(), f"backend for {bundle.root}"
         )
@@ -84,6 +90,8 @@ class Inspector:
         self.clock: Clock = clock or MonotonicClock()
         self.min_area_fraction = min_area_fraction
         self.config = bundle.preprocess_config
+        if foreground is not None:
+            self.config = dataclasses.replace(self.config, foreground=foreground)
         self.threshold = bundle.manifest.scoring.threshold.value
 
     @classmethod
@@ -95,6 +103,7 @@ class Inspector:
         clock: Clock | None = None,
         min_area_fraction: float | None = None,
         precision: str | None = None,
+        foreground: ForegroundConfig | None = None,
         **backend_options: Any,
     ) -> Inspector:
         """Verify the bundle at ``path`` (BundleError if bad) and open its model with ``backend``.
@@ -112,7 +121,7 @@ class Inspector:
         else:
             model = bundle.model_path(precision)
         engine = create_backend(backend, model, **backend_options)
-        return cls(bundle, engine, clock=clock, min_area_fraction=min_area_fraction)
+        return cls(bundle, engine, clock=clock, min_area_fraction=min_area_fraction, foreground=foreground)
 
     def observe(self, frame: Frame) -> Observation:
         """Geometry and preprocessing for one frame; an unusable frame gives an Observation with ``fault`` set."""

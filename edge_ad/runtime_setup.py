@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,15 @@ def open_line_io(
     encoder_lead: int = 0,
     notify: bool = True,
     sim_file: Path | None = None,
+    pins: Mapping[str, int] | None = None,
+    chip: str | None = None,
 ) -> LineIO:
     """Open the reject output (then status outputs, encoder, notifier) for ``edge-ad run``.
 
     Real GPIO (``jetson``, ``gpiod``) needs a board pin map and an explicit polarity: the wiring decides
     what a dead controller does, so it is never guessed. Every output opens de-energised.
+    ``pins`` (role -> BOARD number for jetson, line offset on ``chip`` for gpiod) replaces the board
+    map: a station file names its pins directly; only the roles it names are opened.
     """
     if gpio == "sim":
         if board is not None:
@@ -83,6 +88,8 @@ def open_line_io(
         if polarity is None:
             raise ConfigError(f"--gpio {gpio}: say how the reject gate is wired with --polarity "
                               "(energize_to_accept is the fail-safe wiring; see the README)")
+        if pins is not None:
+            return _open_station_pins(clock, gpio, Polarity(polarity), pins, chip, notify)
         if board is None:
             raise ConfigError(f"--gpio {gpio}: needs --board (a pin map name or YAML path)")
         pins = load_board(board)
@@ -116,6 +123,29 @@ def open_line_io(
         line.notifier = SystemdNotifier() if notify else None
     except BaseException:
         line.close()  # whatever opened goes back to de-energised
+        raise
+    return line
+
+
+def _open_station_pins(
+    clock: Clock, gpio: str, polarity: Polarity, pins: Mapping[str, int], chip: str | None, notify: bool
+) -> LineIO:
+    """Outputs at the pins a station file names (``reject`` required, status roles optional)."""
+    if "reject" not in pins:
+        raise ConfigError("outputs.reject_pin: real GPIO needs the reject output's pin")
+
+    def options(role: str) -> dict[str, Any]:
+        pin = pins[role]
+        return {"pin": pin, "name": role} if gpio == "jetson" else {"chip": chip, "line": pin, "name": role}
+
+    line = LineIO(open_output(gpio, clock=clock, **options("reject")), polarity)
+    try:
+        for role in STATUS_ROLES:
+            if role in pins:
+                line.status[role] = open_output(gpio, clock=clock, **options(role))
+        line.notifier = SystemdNotifier() if notify else None
+    except BaseException:
+        line.close()
         raise
     return line
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx.numpy_helper
+import onnxruntime
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -315,6 +316,8 @@ def quantize_model(
     Runtime's quantizer fails.
     """
     reader.rewind()
+    # The calibration sessions warn about every initializer the quantizer leaves unused: noise.
+    onnxruntime.set_default_logger_severity(3)
     extra: dict[str, Any] = {"WeightSymmetric": True}
     if for_tensorrt:
         extra["ActivationSymmetric"] = True
@@ -336,4 +339,5 @@ def quantize_model(
         raise ExportError(f"INT8 quantization of {fp32_path} failed: {exc}") from exc
     finally:
         reader.rewind()
+        onnxruntime.set_default_logger_severity(2)  # back to ONNX Runtime's default (warnings)
     return Path(out_path)

@@ -40,7 +40,18 @@ def _source_options(
 
 @handle_errors
 def run(
-    bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Verified model bundle directory (from `edge-ad export`).")],
+    bundle: Annotated[
+        Path | None,
+        typer.Option("--bundle", "-b", help="Verified model bundle directory (from `edge-ad export`); default: the station's."),
+    ] = None,
+    station: Annotated[
+        Path | None,
+        typer.Option(
+            "--station", "-s",
+            help="Station YAML (firmware_configs/stations/): its camera, geometry, tracker, reject timing, outputs, "
+            "backend and threads replace the matching command-line options.",
+        ),
+    ] = None,
     camera: Annotated[
         str,
         typer.Option(
@@ -123,17 +134,25 @@ def run(
     import cv2
 
     from edge_ad.clock import MonotonicClock
-    from edge_ad.errors import CameraError
     from edge_ad.inspector import Inspector
     from edge_ad.line.reject import RejectTiming
     from edge_ad.part_tracker import TrackerConfig
-    from edge_ad.run_summary import summary_table
     from edge_ad.runtime import RuntimeConfig, run_inspection
     from edge_ad.runtime_setup import open_line_io
     from edge_ad.sources import open_source, parse_uri
     from edge_ad.supervisor import SupervisorConfig
 
     clock = MonotonicClock()
+    if station is not None:
+        _run_station(
+            station, bundle, clock, max_parts=max_parts, max_frames=max_frames, duration=duration,
+            realtime=realtime, notify=notify, sim_file=gpio_file, json_file=json_file,
+        )
+        return
+    if bundle is None:
+        from edge_ad.errors import ConfigError
+
+        raise ConfigError("give --bundle B, or --station S.yaml whose model.bundle names one")
     backend_options: dict[str, Any] = {}
     if threads is not None:
         cv2.setNumThreads(threads)
@@ -180,12 +199,74 @@ def run(
     finally:
         line.close()  # idempotent: the run already released them unless it failed to start
         inspector.close()
+    _report(summary, json_file, camera)
+
+
+def _report(summary: Any, json_file: Path | None, camera: str) -> None:
+    """Print the summary (and write its JSON); a camera that failed the run exits 5."""
+    from edge_ad.errors import CameraError
+    from edge_ad.run_summary import summary_table
+
     console.print(summary_table(summary))
     if json_file is not None:
         summary.write_json(json_file)
         console.print(f"summary written to {json_file}")
     if summary.error is not None:
         raise CameraError(f"{camera}: {summary.error}")
+
+
+def _run_station(
+    station_file: Path, bundle: Path | None, clock: Any, *, max_parts: int | None, max_frames: int | None,
+    duration: float | None, realtime: bool | None, notify: bool, sim_file: Path | None, json_file: Path | None,
+) -> None:
+    """``edge-ad run --station S.yaml``: everything the station file says, in the same safe order."""
+    import cv2
+
+    from edge_ad.config import load_station
+    from edge_ad.errors import ConfigError
+    from edge_ad.inspector import Inspector
+    from edge_ad.runtime import run_inspection
+    from edge_ad.runtime_setup import open_line_io
+    from edge_ad.station_camera import open_station_source
+    from edge_ad.supervisor import SupervisorConfig
+
+    st = load_station(station_file)  # the runtime never starts on a partial config (exit 2)
+    bundle = bundle if bundle is not None else st.bundle_path()
+    if bundle is None:
+        raise ConfigError(f"{station_file}: model.bundle is not set; give --bundle")
+    options: dict[str, Any] = {}
+    if st.model.threads is not None:
+        cv2.setNumThreads(st.model.threads)
+        if st.model.backend == "onnxruntime":
+            options["intra_op_num_threads"] = st.model.threads
+    # The station's geometry (a calibrated belt plane, its ROI) replaces the bundle's foreground settings.
+    inspector = Inspector.from_bundle(
+        bundle, backend=st.model.backend, clock=clock, precision=st.model.precision,
+        foreground=st.foreground_config(), **options
+    )
+    if st.decision.threshold is not None:
+        inspector.threshold = st.decision.threshold  # the station's own calibration wins over the bundle's
+    outputs = st.outputs
+    pins = {name.removesuffix("_pin"): pin for name, pin in outputs.pins().items()}
+    line = open_line_io(
+        clock, outputs.backend, polarity=st.reject.polarity if outputs.backend != "sim" else None,
+        notify=notify, sim_file=sim_file, pins=pins if outputs.backend != "sim" else None, chip=outputs.chip,
+    )
+    try:
+        source, _ignored = open_station_source(st, clock=clock)
+        info = source.info()
+        paced = True if realtime is None else realtime
+        config = st.runtime_config(
+            max_parts=max_parts, max_frames=max_frames, duration_s=duration, lossless=not paced,
+            tracker=st.tracker_config(per_frame=info.frame_is_part),
+            supervisor=SupervisorConfig(stall_fault_ms=st.camera.stall_fault_ms),
+        )
+        err_console.print(f"station {st.station.name}: inspecting {info.name} with {bundle}; Ctrl-C stops")
+        summary = run_inspection(source, inspector, line, config, clock, handle_signals=True)
+    finally:
+        line.close()
+        inspector.close()
+    _report(summary, json_file, st.camera.uri)
 
 
 def register(app: typer.Typer) -> None:
