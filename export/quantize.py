@@ -306,6 +306,8 @@ def quantize_model(
     *,
     for_tensorrt: bool = False,
     per_channel: bool = True,
+    calibrate_method: CalibrationMethod = CalibrationMethod.MinMax,
+    op_types: Sequence[str] = QUANTIZED_OP_TYPES,
 ) -> Path:
     """Write a QDQ INT8 model of ``fp32_path`` to ``out_path``, calibrated by ``reader``.
 
@@ -327,12 +329,12 @@ def quantize_model(
             str(out_path),
             reader,
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            op_types_to_quantize=list(op_types),
             per_channel=per_channel,
             activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=list(plan.nodes),
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=calibrate_method,
             extra_options=extra,
         )
     except (RuntimeError, ValueError, KeyError, onnx.checker.ValidationError) as exc:

@@ -20,11 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from edge_ad.backends.base import InferenceBackend, TensorSpec
 from edge_ad.decision import Decision, Verdict
 from edge_ad.frame import Frame
-from edge_ad.geometry import Presence
+from edge_ad.geometry import ForegroundConfig, Presence
+from edge_ad.line.reject import RejectTiming
 from edge_ad.monitor.archive import DiskUsage
+from edge_ad.part_tracker import TrackerConfig
+from edge_ad.preprocess import PreprocessConfig
+from edge_ad.run_summary import RunSummary
+from edge_ad.runtime import RuntimeConfig
 from edge_ad.sources import SourceBase, SourceExhausted, SourceInfo
+from tests.helpers.bundles import make_box_frame, make_tiny_bundle
 
 # --- corruptions ----------------------------------------------------------------------------------
 
@@ -163,6 +170,74 @@ class TruthInspector:
         self.scored.append(observation.frame.frame_number)
         verdict = Verdict.REJECT if observation.frame.truth.get("defective") else Verdict.ACCEPT
         return TruthInspection(observation, Decision(verdict, "truth", 1.0, 1.0), {"inference": 2.0, "scoring": 0.1})
+
+
+def box_line(parts: int, frames_per_part: int = 3, gap: int = 2, **box: Any) -> list[Frame]:
+    """Real RGB-D frames (``make_box_frame``): empty belt, then each part as a box, with truth attached."""
+    frames: list[Frame] = []
+    number = 0
+    for part_id in range(parts):
+        for value in [None] * gap + [part_id] * frames_per_part:
+            frame = make_box_frame(frame_number=number, box=None if value is None else (0.3, 0.3, 0.7, 0.7), **box)
+            truth = {"part_id": value, "part_present": value is not None, "defective": False}
+            frames.append(dataclasses.replace(frame, truth=truth))
+            number += 1
+    for _ in range(gap):
+        frames.append(dataclasses.replace(make_box_frame(frame_number=number, box=None), truth={"part_id": None}))
+        number += 1
+    return frames
+
+
+def station_bundle(out_dir: Path, **foreground: Any) -> Path:
+    """The tiny real bundle (tests/helpers/bundles.py) with station foreground settings (min_valid_fraction, ...)."""
+    config = PreprocessConfig(
+        image_size=32, depth_size=32, mode="rgbd", mask_dilate_px=2,
+        foreground=ForegroundConfig(**({"method": "plane", "dilate_px": 2} | foreground)),
+    )
+    return make_tiny_bundle(out_dir, preprocess_config=config)
+
+
+class RecordingBackend:
+    """Wraps a real backend and keeps every input and output it saw."""
+
+    def __init__(self, inner: InferenceBackend) -> None:
+        self.inner = inner
+        self.calls: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+
+    def input_spec(self) -> list[TensorSpec]:
+        return self.inner.input_spec()
+
+    def output_spec(self) -> list[TensorSpec]:
+        return self.inner.output_spec()
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.inner.infer(inputs)
+        self.calls.append((inputs, outputs))
+        return outputs
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def fast_runtime_config(**overrides: Any) -> RuntimeConfig:
+    """Lossless, one-frame debounce, immediate short pulses: deterministic loop runs for fault tests."""
+    base: dict[str, Any] = {
+        "lossless": True,
+        "read_timeout_s": 0.05,
+        "tracker": TrackerConfig(enter_frames=1, leave_frames=1),
+        "reject": RejectTiming(delay_s=0.0, pulse_s=0.001),
+        "drain_timeout_s": 2.0,
+    }
+    return RuntimeConfig(**(base | overrides))
+
+
+def assert_each_part_decided_once(summary: RunSummary, truth_ids: Iterable[Any]) -> None:
+    """Every real part has exactly one decision, nothing is decided twice or lost, and every reject is pulsed."""
+    decided = [r.truth_part_id for r in summary.part_records]
+    assert sorted(decided, key=repr) == sorted(truth_ids, key=repr), f"decisions per real part: {decided}"
+    assert summary.parts == summary.accepted + summary.rejected + summary.fault_rejected == len(summary.part_records)
+    assert summary.pulses["scheduled"] == summary.rejected + summary.fault_rejected
+    assert sum(summary.fault_reasons.values()) == summary.fault_rejected
 
 
 # --- disk and log fakes ---------------------------------------------------------------------------

@@ -80,3 +80,19 @@ def test_export_cli_refuses_existing_bundle(tiny_bundle: Path, tiny_run: Path) -
     result = CliRunner().invoke(app, ["export", "--run", str(tiny_run), "--out", str(tiny_bundle)])
     assert result.exit_code == ExportError.exit_code
     assert "exists" in result.output
+
+
+def test_rgb_mode_bundle_keeps_every_contract_input(tmp_path: Path) -> None:
+    """The tracer drops inputs a mode does not read; the bundle must still take image, depth and mask."""
+    from export.pipeline import export_run
+    from tests.helpers.tiny_parts import make_tiny_parts
+    from trainer.train_run import train
+
+    data = make_tiny_parts(tmp_path / "data", with_xyz=False, n_train=8, n_validation=2, n_test_good=2,
+                           n_test_per_defect=1)
+    train(data, tmp_path / "run", preset="ast-tiny", cache_dir=tmp_path / "cache", progress=False)
+    result = export_run(tmp_path / "run", tmp_path / "bundle", data=data)
+    assert result.parity.passed and result.parity.score_max_abs < 1e-3
+    model = onnx.load(str(tmp_path / "bundle" / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["image", "depth", "mask"]
+    assert verify_bundle(tmp_path / "bundle").ok
