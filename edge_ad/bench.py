@@ -287,6 +287,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 ORT_NAME = "onnxruntime"
+ORT_INT8_NAME = "onnxruntime_int8"  # the bundle's INT8 QDQ model, when it has one
 TORCH_NAME = "torch_eager"
 
 
@@ -298,10 +299,14 @@ def bench_report(
 ) -> dict[str, Any]:
     """The JSON report: ``setup`` (source, frames, warm-up, threads, ...), each backend, the ratios, the machine.
 
-    Ratios are torch eager median / ONNX Runtime median, present when both backends ran.
+    Ratios are torch eager median / ONNX Runtime median, present when both backends ran, and
+    ONNX Runtime FP32 median / INT8 median (the INT8 speed-up) when the bundle's INT8 model ran.
     """
     by_name = {result.name: result for result in results}
-    ort, eager = by_name.get(ORT_NAME), by_name.get(TORCH_NAME)
+    ort, eager, int8 = by_name.get(ORT_NAME), by_name.get(TORCH_NAME), by_name.get(ORT_INT8_NAME)
+    ratios = {f"{TORCH_NAME}/{ORT_NAME}": median_ratios(eager, ort)} if ort and eager else {}
+    if ort and int8:
+        ratios[f"{ORT_NAME}/{ORT_INT8_NAME}"] = median_ratios(ort, int8)
     model = bundle.manifest.model
     return {
         "schema": SCHEMA,
@@ -310,7 +315,7 @@ def bench_report(
         **setup,
         "stages": list(STAGES),
         "backends": {result.name: result.to_dict() for result in results},
-        "ratios": {f"{TORCH_NAME}/{ORT_NAME}": median_ratios(eager, ort)} if ort and eager else {},
+        "ratios": ratios,
         "same_inputs": (ort.inputs_digest == eager.inputs_digest) if ort and eager else None,
         "torch_note": torch_note,
         "machine": machine_info(int(setup.get("threads", 0))),

@@ -7,9 +7,17 @@ model's three inputs, following AST (Sec. 4.2.2):
 - ``mask`` (1, D, D): the undilated foreground of ``geometry.extract_foreground`` resized
   bilinearly to D and binarised with "> 0" (AST), then grown by a ``mask_dilate_px`` square
   (AST: 8x8 at 192). Growing once, at D, keeps the margin independent of the camera resolution.
-- ``depth`` (1, D, D): the dense hole-filled depth resized to D (area when shrinking: it averages
-  sensor noise where AST's bilinear would alias), minus its mean over ``mask``, 0 outside
-  ``mask``, times ``depth_unit_scale`` (100: centimetres, as in AST).
+- ``depth`` (1, D, D): the dense hole-filled depth, optionally median-filtered at full resolution
+  (``depth_median_px``: removes sensor speckle before it is averaged into the grid, keeps the
+  part's edges), resized to D (area when shrinking: it averages sensor noise where AST's
+  bilinear would alias), 0 outside ``mask``, times ``depth_unit_scale`` (100: centimetres, as
+  in AST). ``depth_reference`` says what the depth is measured from:
+
+  * ``foreground_mean`` (AST): camera z minus its mean over ``mask``. A tilted belt or camera
+    adds a ramp across the part, and the belt ring inside the grown mask sits far below it.
+  * ``background``: height above the foreground method's background (the fitted belt plane,
+    the calibrated plane or AST's corner surface), camera side positive. Tilt-free, and the belt
+    ring reads 0 like everything outside ``mask``, so only the part's own shape is left.
 
 Without xyz (RGB-only data) the depth is 0 and the mask is 1 everywhere with ``has_mask`` False;
 that is only allowed in mode "rgb", so a depth model never runs on silent zeros.
@@ -38,6 +46,9 @@ from edge_ad.geometry import (
 from edge_ad.typed_data import load_dataclass, to_plain
 
 PreprocessMode = Literal["rgb", "depth", "rgbd"]
+DepthReference = Literal["foreground_mean", "background", "part_top"]
+# cv2.medianBlur filters float32 images only with these apertures (0: no filtering).
+MEDIAN_SIZES = (0, 3, 5)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -50,6 +61,8 @@ class PreprocessConfig:
     ``foreground`` None treats the whole image as foreground (no mask aggregation). ``mode`` names
     the inputs the model uses; all three arrays are produced either way, but "depth" and "rgbd"
     refuse a sample without xyz. ``mask_dilate_px`` is the side of the growing square at D.
+    ``depth_reference`` "background" needs a ``foreground``; ``depth_median_px`` is 0, 3 or 5.
+    The defaults are AST's (MVTec 3D-AD compatible); ``ast-edge`` sets its own.
     """
 
     image_size: int = 256
@@ -60,6 +73,9 @@ class PreprocessConfig:
     mask_dilate_px: int = 8
     foreground: ForegroundConfig | None = field(default_factory=ForegroundConfig)
     depth_unit_scale: float = 100.0
+    depth_reference: DepthReference = "foreground_mean"
+    depth_median_px: int = 0
+    depth_clip_m: float = 0.0
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -68,6 +84,16 @@ class PreprocessConfig:
         check_range(owner, "depth_size", self.depth_size, low=1)
         check_range(owner, "mask_dilate_px", self.mask_dilate_px, low=0)
         check_range(owner, "depth_unit_scale", self.depth_unit_scale, low=0.0, low_open=True)
+        if self.depth_median_px not in MEDIAN_SIZES:
+            raise ConfigError(
+                f"{owner}.depth_median_px: expected one of {list(MEDIAN_SIZES)}, got {self.depth_median_px}"
+            )
+        check_range(owner, "depth_clip_m", self.depth_clip_m, low=0.0)
+        if self.depth_reference != "foreground_mean" and self.foreground is None:
+            raise ConfigError(
+                f"{owner}.depth_reference: {self.depth_reference!r} needs a foreground config "
+                "(a background to measure from)"
+            )
         for name in ("mean", "std"):
             if len(getattr(self, name)) != 3:
                 raise ConfigError(f"{owner}.{name}: expected 3 values (R, G, B), got {getattr(self, name)!r}")
@@ -132,10 +158,19 @@ def preprocess(rgb: np.ndarray, xyz: np.ndarray | None, config: PreprocessConfig
         overlap = cv2.resize(result.raw_mask.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
         mask = dilate_mask(overlap > 0, config.mask_dilate_px)
 
+    if config.depth_reference != "foreground_mean" and result is not None:
+        z_dense = _height_from_reference(result, config)
+    if config.depth_median_px:
+        z_dense = cv2.medianBlur(np.ascontiguousarray(z_dense, dtype=np.float32), config.depth_median_px)
     depth = _resize(z_dense, size)
     if mask.any():
-        depth = (depth - depth[mask].mean()) * np.float32(config.depth_unit_scale)
-        depth[~mask] = 0.0
+        if config.depth_reference == "foreground_mean":
+            depth = depth - depth[mask].mean()
+        depth = depth * np.float32(config.depth_unit_scale)
+        if config.depth_reference != "part_top":
+            # AST zeroes the outside; relative to the part's top the belt is not 0 but about
+            # -depth_clip_m, and zeroing it would put a false step at the mask border.
+            depth[~mask] = 0.0
     else:
         depth = np.zeros_like(depth)
     if not np.all(np.isfinite(depth)):
@@ -180,6 +215,22 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
     shrinking = size <= array.shape[0] and size <= array.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(array, (size, size), interpolation=interpolation)
+
+
+def _height_from_reference(result: ForegroundResult, config: PreprocessConfig) -> np.ndarray:
+    """Height above the background ("background") or above the part's top level ("part_top").
+
+    The top level is the median height of the ungrown foreground, so the flat top reads 0 whatever
+    the part's height. ``depth_clip_m`` then saturates softly (c * tanh(h / c)): a wall or the
+    belt around a tall part reads about -c, like around a low one, instead of scaling with height.
+    """
+    height = result.height_m
+    if config.depth_reference == "part_top" and result.raw_mask.any():
+        height = height - np.float32(np.median(height[result.raw_mask]))
+    if config.depth_clip_m > 0:
+        clip = np.float32(config.depth_clip_m)
+        height = clip * np.tanh(height / clip)
+    return height.astype(np.float32)
 
 
 def _normalise(rgb: np.ndarray, config: PreprocessConfig) -> np.ndarray:

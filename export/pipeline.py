@@ -11,9 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
-from edge_ad.backends.base import TensorSpec
 from edge_ad.bundle import verify_bundle
 from edge_ad.dataset import DatasetSplit, open_split
 from edge_ad.errors import BundleError, ConfigError, DataError, ExportError
@@ -111,27 +109,6 @@ def data_root_of(loaded: LoadedRun, data: Path | None) -> Path:
     return Path(root)
 
 
-def restore_runtime_inputs(path: Path, specs: list[TensorSpec]) -> None:
-    """Put back graph inputs the tracer dropped because the model ignores them (``depth`` in mode rgb).
-
-    The runtime always feeds all of the preprocessing's inputs; an unused input is valid ONNX and
-    keeps one model contract for every mode.
-    """
-    model = onnx.load(str(path))
-    present = {value.name for value in model.graph.input}
-    missing = [spec for spec in specs if spec.name not in present]
-    if not missing:
-        return
-    for spec in missing:
-        model.graph.input.append(helper.make_tensor_value_info(spec.name, TensorProto.FLOAT, list(spec.shape)))
-    order = {spec.name: i for i, spec in enumerate(specs)}
-    inputs = sorted(model.graph.input, key=lambda value: order.get(value.name, len(order)))
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-
-
 def check_precision_target(precision: str, target: str) -> None:
     """ConfigError for unknown names and for fp16 on ONNX Runtime (no fast fp16 on the CPU)."""
     if precision not in PRECISIONS:
@@ -174,7 +151,8 @@ def quantize_with_gate(
                 break
         else:
             hint = "" if options.retry else "; pass --int8-retry to keep more of the graph in float"
-            raise ExportError(f"INT8 gate failed at level {level}: {'; '.join(report.failures)}{hint}")
+            tried = " | ".join(_attempt_summary(a) for a in attempts)
+            raise ExportError(f"INT8 gate failed at level {level}: {'; '.join(report.failures)}{hint} [tried: {tried}]")
         trt_report = None
         if target == "tensorrt":
             trt_path = quantize_model(prepared, staging / TRT_INT8_FILE, reader, plan, for_tensorrt=True)
@@ -183,6 +161,12 @@ def quantize_with_gate(
                 raise ExportError("INT8 gate failed for the TensorRT (symmetric) model: " + "; ".join(trt_report.failures))
     settings = QuantizationSettings(len(reader), data_hash, level, float_groups=plan.summary())
     return Int8Result(report, trt_report, settings, plan, attempts)
+
+
+def _attempt_summary(attempt: dict[str, Any]) -> str:
+    gate = attempt["gate"]
+    drop = "n/a" if gate["auroc_drop"] is None else f"{100 * gate['auroc_drop']:.2f} pts"
+    return f"level {attempt['level']}: agree {gate['decision_agreement']:.1%}, AUROC drop {drop}"
 
 
 def export_run(
@@ -219,7 +203,6 @@ def export_run(
     try:
         model_path = staging / MODEL_FILE
         specs = export_detector(loaded.detector, loaded.preprocess_config, model_path)
-        restore_runtime_inputs(model_path, specs[0])
         metadata = {
             "edge_ad.family": str(loaded.config["family"]),
             "edge_ad.preprocess_fingerprint": loaded.preprocess_config.fingerprint(),

@@ -14,8 +14,8 @@ What stays in float, and why (the names go into the manifest's ``float_nodes``):
 * the "tail": every node after the last convolution on each path to the outputs (the
   student-teacher distance, the mask at the grid, the score reduction), so distances are computed
   in FP32 from dequantized features;
-* on retry (``level`` >= 1) the convolutions that produce the flow's scale and shift, and at
-  ``level`` 2 every last convolution before the tail (student head, last flow block).
+* on retry, level by level (:func:`float_node_plan`): the flow's scale/shift convolutions and
+  the last convolutions before the tail, then the feature extractor, then the teacher flow.
 
 Only convolutions, matrix products and the activations fused into them are quantized
 (:data:`QUANTIZED_OP_TYPES`): element-wise ops on small feature maps gain nothing from int8 and
@@ -54,7 +54,10 @@ HEAVY_OP_TYPES = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 # Element-wise ops that can sit between a scale conv and the Atan of the soft clamp (slice of the
 # conv output into s and t, the learnable gamma, the division by alpha).
 _SCALE_PATH_OPS = frozenset({"Mul", "Div", "Slice", "Split", "Gather", "Identity", "Reshape"})
-MAX_RETRY_LEVEL = 2
+MAX_RETRY_LEVEL = 3
+# Submodule names of trainer.ast.model.ASTDetector, as they appear in exported node names.
+FEATURE_EXTRACTOR_MODULE = "backbone"
+TEACHER_MODULE = "teacher"
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,23 @@ def head_convs(graph: onnx.GraphProto) -> list[str]:
     return [n.name for n in graph.node if n.op_type in HEAVY_OP_TYPES and n.name not in heavy_after]
 
 
+def module_nodes(graph: onnx.GraphProto, module: str) -> list[str]:
+    """Every node exported from submodule ``module`` (the tracer names nodes ``/<module path>/<op>``).
+
+    Matched as a path segment, so wrappers around the detector (``/detector/backbone/...``) do
+    not matter. All of its nodes, not only the convolutions: a quantized Clip or Add between two
+    float convs would still put 8-bit rounding on the activations.
+    """
+    return [n.name for n in graph.node if module in n.name.split("/")[:-1] and n.op_type != "Constant"]
+
+
 def float_node_plan(model: onnx.ModelProto, level: int = 0) -> FloatNodePlan:
-    """Which nodes stay float at retry ``level`` (0 = soft clamp + tail; 1 adds scale convs; 2 adds heads)."""
+    """Which nodes stay float at retry ``level`` (each level keeps everything of the one before).
+
+    0: soft clamp + FP32 tail; 1: + the flow's scale/shift convs and the last convs before the
+    tail; 2: + the feature extractor (module ``backbone``: its 8-bit noise is amplified by the
+    flow, whose scales reach e^alpha per block); 3: + the teacher flow (module ``teacher``).
+    """
     if not 0 <= level <= MAX_RETRY_LEVEL:
         raise ExportError(f"INT8 retry level must be in 0..{MAX_RETRY_LEVEL}, got {level}")
     graph = model.graph
@@ -234,8 +252,11 @@ def float_node_plan(model: onnx.ModelProto, level: int = 0) -> FloatNodePlan:
     groups = {"soft_clamp": tuple(soft_clamp_nodes(graph)), "fp32_tail": tuple(tail_nodes(graph))}
     if level >= 1:
         groups["scale_convs"] = tuple(scale_convs(graph))
-    if level >= 2:
         groups["head_convs"] = tuple(head_convs(graph))
+    if level >= 2:
+        groups["feature_extractor"] = tuple(module_nodes(graph, FEATURE_EXTRACTOR_MODULE))
+    if level >= 3:
+        groups["teacher_flow"] = tuple(module_nodes(graph, TEACHER_MODULE))
     return FloatNodePlan(groups)
 
 

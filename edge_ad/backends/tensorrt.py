@@ -39,7 +39,7 @@ from edge_ad.trt_engine_cache import (
     uses_name_based_io,
 )
 
-INSTALL_HINT = "TensorRT comes with JetPack (python3-libnvinfer); pycuda: pip install 'edge-ad[jetson]'"
+INSTALL_HINT = "TensorRT comes with JetPack (python3-libnvinfer); pycuda with the edge-ad 'jetson' extra"
 
 
 def import_tensorrt() -> ModuleType:

@@ -1,4 +1,4 @@
-"""``edge-ad bench``: per-stage latency and frames per second, ONNX Runtime FP32 against PyTorch eager."""
+"""``edge-ad bench``: per-stage latency and frames per second, ONNX Runtime FP32 (and INT8) against PyTorch eager."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ def _cell(stats: dict[str, Any]) -> str:
 
 def bench_table(report: dict[str, Any]) -> Table:
     """One row per stage: median / p90 / p99 in ms for ONNX Runtime and torch eager, and the torch/ORT ratio."""
-    from edge_ad.bench import ORT_NAME, STAGE_LABELS, STAGES, TORCH_NAME
+    from edge_ad.bench import ORT_INT8_NAME, ORT_NAME, STAGE_LABELS, STAGES, TORCH_NAME
 
     backends = report["backends"]
-    ort, eager = backends[ORT_NAME], backends.get(TORCH_NAME)
+    ort, eager, int8 = backends[ORT_NAME], backends.get(TORCH_NAME), backends.get(ORT_INT8_NAME)
     ratios = report["ratios"].get(f"{TORCH_NAME}/{ORT_NAME}", {})
+    speedup = report["ratios"].get(f"{ORT_NAME}/{ORT_INT8_NAME}", {})
     title = f"{report['source']}, {report['frames']} frames, {report['threads']} thread(s); ms: median / p90 / p99"
     table = Table(title=title)
     table.add_column("stage", no_wrap=True)
@@ -41,15 +42,22 @@ def bench_table(report: dict[str, Any]) -> Table:
     if eager:
         table.add_column("torch eager", justify="right", no_wrap=True)
         table.add_column("torch/ORT", justify="right", no_wrap=True)
+    if int8:
+        table.add_column("ORT int8", justify="right", no_wrap=True)
+        table.add_column("fp32/int8", justify="right", no_wrap=True)
     for stage in STAGES:
         row = [STAGE_LABELS[stage], _cell(ort["stages"][stage])]
         if eager:
             row += [_cell(eager["stages"][stage]), f"{ratios[stage]:.2f}x" if stage in ratios else ""]
+        if int8:
+            row += [_cell(int8["stages"][stage]), f"{speedup[stage]:.2f}x" if stage in speedup else ""]
         table.add_row(*row, end_section=stage == STAGES[-1])
     for label, key in (("frames/s, 1000/median", "fps_from_median"), ("frames/s, measured", "throughput_fps")):
         row = [label, f"{ort[key]:.1f}"]
         if eager:
             row += [f"{eager[key]:.1f}", ""]
+        if int8:
+            row += [f"{int8[key]:.1f}", ""]
         table.add_row(*row)
     return table
 
@@ -76,15 +84,17 @@ def bench(
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON to this file.")] = None,
 ) -> None:
     """Time each stage (capture, geometry + preprocess, inference, scoring, end to end) on ONNX Runtime FP32 and,
-    with --run, on PyTorch eager over the same frames; print medians, p90, p99, frames/s and the torch/ORT ratio.
+    with --run, on PyTorch eager over the same frames (and on the bundle's INT8 model when it has one); print
+    medians, p90, p99, frames/s and the torch/ORT and FP32/INT8 ratios.
     """
     import cv2
 
     from edge_ad.backends import InferenceBackend, create_backend
     from edge_ad.backends.onnxruntime import default_thread_count
-    from edge_ad.bench import ORT_NAME, TORCH_NAME, BackendBench, bench_backend, bench_report
+    from edge_ad.bench import ORT_INT8_NAME, ORT_NAME, TORCH_NAME, BackendBench, bench_backend, bench_report
     from edge_ad.bundle import load_bundle
     from edge_ad.clock import MonotonicClock
+    from edge_ad.manifest import MODEL_ROLES
     from edge_ad.sources import FrameSource, open_source, parse_uri
 
     clock = MonotonicClock()
@@ -121,12 +131,21 @@ def bench(
 
     results: list[BackendBench] = []
     try:
-        backend = create_backend("onnxruntime", verified.model_path(), intra_op_num_threads=threads)
+        backend = create_backend("onnxruntime", verified.model_path("fp32"), intra_op_num_threads=threads)
         try:
             err_console.print(f"timing {ORT_NAME} on {info.name} ({info.width}x{info.height}): {warmup} + {frames} frames")
             results.append(bench_backend(ORT_NAME, verified, backend, frame_source, clock, frames=frames, warmup=warmup))
         finally:
             backend.close()
+        if any(entry.role == MODEL_ROLES["int8"] for entry in verified.manifest.files.values()):
+            backend = create_backend("onnxruntime", verified.model_path("int8"), intra_op_num_threads=threads)
+            try:
+                err_console.print(f"timing {ORT_INT8_NAME}: {warmup} + {frames} frames")
+                results.append(
+                    bench_backend(ORT_INT8_NAME, verified, backend, open_frames(), clock, frames=frames, warmup=warmup)
+                )
+            finally:
+                backend.close()
         if eager is not None:
             err_console.print(f"timing {TORCH_NAME} ({run}): {warmup} + {frames} frames")
             results.append(bench_backend(TORCH_NAME, verified, eager, open_frames(), clock, frames=frames, warmup=warmup))

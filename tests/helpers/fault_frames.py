@@ -1,9 +1,11 @@
 """Fault-suite helpers: frame corruptions, a scripted source, a truth-driven inspector, disk and log fakes.
 
-Corruptions return new frames (frames are immutable); the source plays a list of frames, read
-timeouts (None) and exceptions; :class:`TruthInspector` decides from the frame's ground truth so
-loop tests need no model; :class:`FakeDisk`, :class:`BlockingWriter` and :class:`BlockingHandler`
-stand in for a nearly full or stalled disk under the archive and the log writer.
+Corruptions return new frames (frames are immutable); :class:`ListSource` plays a list of frames, read
+timeouts (None) and exceptions, for runs with the real :class:`~edge_ad.inspector.Inspector` on real
+RGB-D frames (:func:`box_line`); :func:`reject_events` feeds a :class:`~edge_ad.monitor.Monitor` the way
+the loop does; :class:`FakeDisk`, :class:`BlockingWriter` and :class:`BlockingHandler` stand in for a
+nearly full or stalled disk under the archive and the log writer. The FaultPlan harness (sources,
+backends, GPIO, systemd) is ``tests/helpers/faults.py``.
 """
 
 from __future__ import annotations
@@ -75,12 +77,7 @@ def without(frame: Frame, stream: str) -> Frame:
     return dataclasses.replace(frame, **{stream: None})
 
 
-def renumbered(frame: Frame, number: int, truth: dict[str, Any] | None = None) -> Frame:
-    """The frame with another frame number (and optionally other ground truth)."""
-    return dataclasses.replace(frame, frame_number=number, truth=frame.truth if truth is None else truth)
-
-
-# --- scripted source and truth inspector ----------------------------------------------------------
+# --- scripted source, real-frame line, loop checks ----------------------------------------------------------
 
 
 class ListSource(SourceBase):
@@ -106,28 +103,9 @@ class ListSource(SourceBase):
         return item
 
 
-def truth_frame(number: int, part_id: int | None, defective: bool = False, arrival_ns: int | None = None) -> Frame:
-    """A tiny frame whose ground truth says which part (if any) it shows."""
-    truth = {"part_id": part_id, "part_present": part_id is not None, "defective": defective}
-    arrival = number * 33_333_333 if arrival_ns is None else arrival_ns
-    return Frame(np.zeros((8, 8, 3), np.uint8), None, None, number, number * 33.3, arrival, truth)
-
-
-def line_frames(parts: int, frames_per_part: int = 3, gap: int = 2, start: int = 0) -> list[Frame]:
-    """Empty belt (``gap`` frames), then each part for ``frames_per_part`` frames; odd parts are defective."""
-    frames: list[Frame] = []
-    number = start
-    for part_id in range(parts):
-        for value in [None] * gap + [part_id] * frames_per_part:
-            frames.append(truth_frame(number, value, defective=value is not None and value % 2 == 1))
-            number += 1
-    frames += [truth_frame(number + i, None) for i in range(gap)]
-    return frames
-
-
 @dataclass(frozen=True, eq=False)
 class TruthObservation:
-    """What :class:`TruthInspector` observed."""
+    """An observation as the loop sees it (frame, presence, fault)."""
 
     frame: Frame
     presence: Presence | None
@@ -138,38 +116,12 @@ class TruthObservation:
 
 @dataclass(frozen=True, eq=False)
 class TruthInspection:
-    """What :class:`TruthInspector` decided."""
+    """An inspection as the loop sees it (observation, decision, timings, result)."""
 
     observation: TruthObservation
     decision: Decision
     timings_ms: dict[str, float]
     result: Any = None
-
-
-class TruthInspector:
-    """Presence from the frame's truth, REJECT for defective parts; a frame without colour is a fault."""
-
-    def __init__(self, observe_hook: Callable[[Frame], None] | None = None) -> None:
-        self.observe_hook = observe_hook
-        self.observed: list[int] = []
-        self.scored: list[int] = []
-
-    def observe(self, frame: Frame) -> TruthObservation:
-        """Presence straight from ground truth."""
-        if self.observe_hook is not None:
-            self.observe_hook(frame)
-        self.observed.append(frame.frame_number)
-        if frame.color is None:
-            return TruthObservation(frame, None, "invalid_input", "no colour stream")
-        present = frame.truth.get("part_id") is not None
-        presence = Presence(present, 0.2 if present else 0.0, (2, 2, 6, 6) if present else None, False)
-        return TruthObservation(frame, presence)
-
-    def score(self, observation: TruthObservation) -> TruthInspection:
-        """REJECT a defective part, ACCEPT a good one."""
-        self.scored.append(observation.frame.frame_number)
-        verdict = Verdict.REJECT if observation.frame.truth.get("defective") else Verdict.ACCEPT
-        return TruthInspection(observation, Decision(verdict, "truth", 1.0, 1.0), {"inference": 2.0, "scoring": 0.1})
 
 
 def box_line(parts: int, frames_per_part: int = 3, gap: int = 2, **box: Any) -> list[Frame]:
@@ -240,6 +192,27 @@ def assert_each_part_decided_once(summary: RunSummary, truth_ids: Iterable[Any])
     assert sum(summary.fault_reasons.values()) == summary.fault_rejected
 
 
+def reject_events(
+    monitor: Any, clock: Any, count: int, images: list[np.ndarray], before: Callable[[int], None] | None = None,
+    frame_period_ms: float = 33.3,
+) -> None:
+    """Feed ``count`` REJECT decisions to ``monitor`` on a FakeClock, one per frame period, as the loop would."""
+    from types import SimpleNamespace
+
+    for i in range(count):
+        if before is not None:
+            before(i)
+        frame = Frame(images[i % len(images)], None, None, i, i * frame_period_ms, clock.now_ns(), {})
+        observation = TruthObservation(frame, None)
+        decision = Decision(Verdict.REJECT, "above_threshold", 2.0, 2.0, "score 2 > 1")
+        heat = np.full((4, 4), float(i % 7), np.float32)
+        inspection = TruthInspection(observation, decision, {"inference": 5.0, "scoring": 0.2}, SimpleNamespace(anomaly_map=heat))
+        part = SimpleNamespace(part_id=i, first_frame=i, last_frame=i, best=observation, frames=1, fault_frames=0,
+                               exit_reason="left", capture_ns=clock.now_ns(), truth=None)
+        clock.advance_ms(frame_period_ms)
+        monitor.on_decision(inspection, part)
+
+
 # --- disk and log fakes ---------------------------------------------------------------------------
 
 
@@ -270,7 +243,7 @@ class FakeDisk:
 
 
 class BlockingWriter:
-    """A file writer stuck (like a dead disk) until :meth:`release` or ``max_block_s`` passes."""
+    """A file writer stuck (like a dead disk) until :meth:`unblock` or ``max_block_s`` passes."""
 
     def __init__(self, max_block_s: float = 2.0) -> None:
         self.max_block_s = max_block_s
@@ -284,7 +257,7 @@ class BlockingWriter:
         path.write_bytes(data)
         self.writes += 1
 
-    def release(self) -> None:
+    def unblock(self) -> None:
         """Let every blocked and future write through."""
         self._released.set()
 
@@ -305,8 +278,8 @@ class BlockingHandler(logging.Handler):
         self._released.wait(self.max_block_s)
         self.lines.append(self.format(record))
 
-    def release(self) -> None:
-        """Unblock."""
+    def unblock(self) -> None:
+        """Let blocked and future records through (not ``release``: that is the Handler's lock)."""
         self._released.set()
 
 

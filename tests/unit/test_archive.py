@@ -124,7 +124,7 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     results = [archive.submit(item(i)) for i in range(1, 10)]
     assert results == [True, True] + [False] * 7
     assert archive.counts()["dropped_queue_full"] == 7
-    writer.release()
+    writer.unblock()
     assert archive.wait_idle() and archive.close()
     assert archive.counts()["written"] == 3
 

@@ -89,7 +89,7 @@ def test_a_stalled_handler_fills_the_queue_then_records_are_dropped_not_waited_f
         assert pipeline.dropped == 45 and pipeline.queue.qsize() == 5
         assert not pipeline.close(timeout_s=0.2)  # shutdown is bounded even with the disk stuck
     finally:
-        stuck.release()
+        stuck.unblock()
     deadline = time.monotonic() + 5.0
     while len(stuck.lines) < 6 and time.monotonic() < deadline:  # the writer catches up once released
         time.sleep(0.01)

@@ -1,16 +1,27 @@
-"""Metrics: counters, fixed-bucket histograms, Prometheus text 0.0.4 and the /metrics endpoint on 127.0.0.1."""
+"""Metrics: counters, fixed-bucket histograms, Prometheus text 0.0.4, the /metrics endpoint on 127.0.0.1,
+and the Monitor facade that the loop reports to."""
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from edge_ad.clock import FakeClock
+from edge_ad.decision import Decision, FaultReason, Verdict, fault
 from edge_ad.errors import ConfigError
+from edge_ad.monitor import ArchiveConfig, LogConfig, Monitor, MonitorConfig, RejectArchive
 from edge_ad.monitor.metrics import CONTENT_TYPE, LineMetrics, MetricsRegistry
 from edge_ad.monitor.metrics_http import MetricsServer
+from tests.helpers.bundles import make_box_frame
+from tests.helpers.fault_frames import TruthObservation, reject_events
 
 
 def parse_samples(text: str) -> dict[str, float]:
@@ -123,3 +134,71 @@ def test_busy_port_is_a_config_error_naming_it() -> None:
             MetricsServer(lambda: "", port=port)
     with pytest.raises(ConfigError, match="65535"):
         MetricsServer(lambda: "", port=70000)
+
+
+# --- the Monitor facade ---------------------------------------------------------------------------
+
+
+def test_monitor_counts_what_the_loop_reports_and_logs_each_fault_once(caplog: pytest.LogCaptureFixture) -> None:
+
+    clock = FakeClock()
+    monitor = Monitor(clock=clock)
+    frame = make_box_frame()
+    monitor.on_frame(frame, TruthObservation(frame, None, preprocess_ms=4.0))
+    for _ in range(50):
+        monitor.on_frame(frame, TruthObservation(frame, None, "invalid_depth", "only 3% valid", 1.0))
+    monitor.on_drop("queue_full", 3)
+    with caplog.at_level("INFO", logger="edge_ad"):
+        for _ in range(10):
+            monitor.on_fault("camera_stall", "no frame for 120 ms", serial="123")
+        monitor.on_recovered("camera_stall")
+    snapshot = monitor.metrics.registry.snapshot()
+    assert snapshot["frames"] == 51 and snapshot["drops.queue_full"] == 3
+    assert snapshot["faults.invalid_depth"] == 50 and snapshot["faults.camera_stall"] == 10
+    assert snapshot["stage_latency.geometry_preprocess.count"] == 51
+    messages = [r.getMessage() for r in caplog.records if "camera_stall" in r.getMessage()]
+    assert messages == ["fault camera_stall: no frame for 120 ms", "fault camera_stall cleared after 10 occurrences"]
+    assert monitor.status().health.value == "degraded"  # 50 unusable frames in a row
+
+
+def test_monitor_archives_rejects_with_image_and_heatmap_not_accepts(tmp_path: Path) -> None:
+
+    archive = RejectArchive(ArchiveConfig(tmp_path / "a", min_free_bytes=0)).start()
+    clock = FakeClock()
+    monitor = Monitor(archive=archive, clock=clock)
+    reject_events(monitor, clock, 2, [np.zeros((16, 16, 3), np.uint8)])
+    part = SimpleNamespace(part_id=9, first_frame=5, last_frame=8, best=None, frames=4, fault_frames=4,
+                           exit_reason="left", capture_ns=0, truth=None)
+    monitor.on_decision(fault(FaultReason.INVALID_DEPTH, "no usable frame"), part)  # a bare Decision: no inspection
+    monitor.on_decision(Decision(Verdict.ACCEPT, "at_or_below_threshold", 0.1, 0.1), part)
+    assert archive.wait_idle() and archive.close()
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names[:3] == ["00000000-reject-part0.heatmap.png", "00000000-reject-part0.json", "00000000-reject-part0.png"]
+    assert names[-1] == "00000002-fault_reject-part9.json" and len(names) == 7  # the fault part has no image
+    record = json.loads((tmp_path / "a" / names[-1]).read_text())
+    assert (record["verdict"], record["reason"], record["detail"]) == ("fault_reject", "invalid_depth", "no usable frame")
+    assert archive.counts()["sampled_out"] == 1
+    assert monitor.metrics.verdicts.value("accept", "at_or_below_threshold") == 1
+
+
+def test_monitor_open_serves_metrics_writes_json_logs_and_closes(tmp_path: Path) -> None:
+    config = MonitorConfig(
+        archive=ArchiveConfig(tmp_path / "archive", min_free_bytes=0), metrics_port=0,
+        log=LogConfig(path=tmp_path / "logs" / "edge-ad.jsonl"),
+    )
+    monitor = Monitor.open(config)
+    try:
+        assert monitor.server is not None and monitor.server.host == "127.0.0.1"
+        monitor.on_fault("camera_stall", "no frame", serial="123")
+        with urllib.request.urlopen(monitor.server.url, timeout=5) as response:
+            samples = parse_samples(response.read().decode())
+        assert samples['edge_ad_faults_total{reason="camera_stall"}'] == 1
+        assert samples['edge_ad_archive_total{event="written"}'] == 0 and samples["edge_ad_health"] == 0
+        assert samples["edge_ad_log_dropped"] == 0
+    finally:
+        monitor.close()
+    line = json.loads((tmp_path / "logs" / "edge-ad.jsonl").read_text().splitlines()[0])
+    assert (line["fault"], line["serial"], line["level"]) == ("camera_stall", "123", "ERROR")
+    assert logging.getLogger("edge_ad").handlers == []
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(monitor.server.url, timeout=2)

@@ -162,6 +162,7 @@ def test_config_defaults_round_trip_and_fingerprint() -> None:
     config = PreprocessConfig()
     assert (config.image_size, config.depth_size, config.mode, config.mask_dilate_px) == (256, 128, "rgbd", 8)
     assert config.foreground == ForegroundConfig(method="plane") and config.depth_unit_scale == 100.0
+    assert (config.depth_reference, config.depth_median_px) == ("foreground_mean", 0)  # AST
     data = config.to_dict()
     text = json.dumps(data)  # JSON-safe: lists, plain numbers, nested dict
     assert isinstance(data["mean"], list) and isinstance(data["foreground"], dict)
@@ -191,3 +192,50 @@ def test_config_errors_name_the_field() -> None:
         PreprocessConfig(mean=(0.5, 0.5))
     with pytest.raises(ConfigError, match=r"PreprocessConfig\.depth_size: must be >= 1"):
         PreprocessConfig(depth_size=0)
+
+
+def test_background_reference_is_height_above_the_tilted_belt() -> None:
+    # Tilted 8 deg: relative to the mean, the flat box top is a ramp; above the belt it is flat at 3 cm.
+    scene = small_scene(box_size_m=(0.12, 0.09, 0.03), tilt_deg=8.0)
+    relative = preprocess(scene_rgb(), scene.xyz, SMALL)
+    height_config = PreprocessConfig(image_size=64, depth_size=32, mask_dilate_px=2, depth_reference="background")
+    height = preprocess(scene_rgb(), scene.xyz, height_config)
+    np.testing.assert_array_equal(height.mask, relative.mask)
+    top = cv2.erode(scene.silhouette.astype(np.uint8), np.ones((31, 31), np.uint8))
+    top = cv2.resize(top.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.99
+    assert top.sum() > 20
+    assert np.ptp(height.depth[0][top]) < 0.05  # flat to 0.5 mm
+    assert height.depth[0][top].mean() == pytest.approx(3.0, abs=0.05)
+    assert np.ptp(relative.depth[0][top]) > 0.5  # the tilt shows as a ramp of several mm
+    mask = height.mask[0].astype(bool)
+    box_cells = cv2.resize(scene.silhouette.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0
+    ring = mask & ~box_cells
+    assert ring.any() and np.abs(height.depth[0][ring]).max() < 0.05  # belt inside the mask reads 0
+    assert np.all(height.depth[0][~mask] == 0)
+
+
+def test_median_filter_removes_speckle_and_keeps_a_wide_step() -> None:
+    # 0.5 % junk pixels (random depths 0.1-1.5 m): isolated, so a 5x5 median removes them all.
+    scene = small_scene(box_size_m=(0.12, 0.09, 0.03), junk_fraction=0.005, seed=3)
+    base = {"image_size": 64, "depth_size": 32, "mask_dilate_px": 2, "depth_reference": "background"}
+    plain = preprocess(scene_rgb(), scene.xyz, PreprocessConfig(**base))
+    filtered = preprocess(scene_rgb(), scene.xyz, PreprocessConfig(**base, depth_median_px=5))
+    top = cv2.erode(scene.silhouette.astype(np.uint8), np.ones((31, 31), np.uint8))
+    top = cv2.resize(top.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.99
+    assert np.abs(plain.depth[0][top] - 3.0).max() > 1.0  # junk averaged into the grid: > 1 cm off
+    np.testing.assert_allclose(filtered.depth[0][top], 3.0, atol=0.01)  # the 3 cm step survives
+
+
+def test_depth_options_are_checked_and_fingerprinted() -> None:
+    with pytest.raises(ConfigError, match=r"depth_median_px: expected one of \[0, 3, 5\], got 4"):
+        PreprocessConfig(depth_median_px=4)
+    with pytest.raises(ConfigError, match=r"depth_reference: 'background' needs a foreground"):
+        PreprocessConfig(depth_reference="background", foreground=None)
+    with pytest.raises(ConfigError, match=r"preprocess\.depth_reference: must be one of"):
+        PreprocessConfig.from_dict({"depth_reference": "belt"})
+    edge = PreprocessConfig(depth_reference="background", depth_median_px=3)
+    assert PreprocessConfig.from_dict(edge.to_dict()) == edge
+    assert len({edge.fingerprint(), PreprocessConfig().fingerprint(),
+                PreprocessConfig(depth_median_px=3).fingerprint()}) == 3  # fmt: skip
+    # Older run configs and manifests without the fields keep AST's behaviour.
+    assert PreprocessConfig.from_dict({}).depth_reference == "foreground_mean"

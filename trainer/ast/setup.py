@@ -86,6 +86,7 @@ def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = Tru
         if (has_xyz and fg is not None)
         else None,
         depth_unit_scale=settings.preprocess.depth_unit_scale,
+        **_depth_options(settings.preprocess),
     )
     aggregation = settings.aggregation
     if aggregation == "auto":  # AST: max with a foreground mask, mean without
@@ -114,6 +115,15 @@ def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = Tru
         "stride": backbone.stride,
     }
     return ASTParts(backbone if uses_rgb else None, info, preprocess, model)
+
+
+# Preset fields for the depth representation, with PreprocessConfig's (AST) defaults; read with
+# getattr so that presets resolved by a PreprocessSettings without them keep AST's behaviour.
+_DEPTH_OPTIONS = {"depth_reference": "foreground_mean", "depth_median_px": 0, "depth_clip_m": 0.0}
+
+
+def _depth_options(preprocess: Any) -> dict[str, Any]:
+    return {name: getattr(preprocess, name, default) for name, default in _DEPTH_OPTIONS.items()}
 
 
 def rebuild_backbone(info: dict[str, Any]) -> nn.Module:

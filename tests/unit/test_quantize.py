@@ -1,0 +1,189 @@
+"""INT8 quantization: which nodes stay float, Pad folding, and the QDQ models ONNX Runtime runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_ad.dataset import open_split
+from edge_ad.errors import ExportError
+from edge_ad.preprocess import PreprocessConfig
+from export.quantize import (
+    MAX_RETRY_LEVEL,
+    PreprocessedReader,
+    calibration_batches,
+    float_node_plan,
+    fold_pads_into_convs,
+    head_convs,
+    module_nodes,
+    quantize_model,
+    scale_convs,
+    soft_clamp_nodes,
+    tail_nodes,
+)
+from tests.helpers.datasets import make_mvtec3d
+
+
+def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array, dtype=np.float32 if array.dtype.kind == "f" else array.dtype), name)
+
+
+def mini_flow_model() -> onnx.ModelProto:
+    """backbone conv (after a "same" Pad) -> one soft-clamped affine coupling + a student conv -> distance map."""
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Pad", ["image", "pads"], ["padded"], name="/backbone/Pad", mode="constant"),
+        helper.make_node("Conv", ["padded", "w_b", "b_b"], ["conv_b"], name="/backbone/conv"),
+        helper.make_node("Relu", ["conv_b"], ["h"], name="/backbone/relu"),
+        helper.make_node("Conv", ["h", "w_t", "b_t"], ["r"], name="/teacher/s/conv2"),
+        helper.make_node("Slice", ["r", "s0", "s4", "ax1"], ["s"], name="/teacher/slice_s"),
+        helper.make_node("Slice", ["r", "s4", "s8", "ax1"], ["t"], name="/teacher/slice_t"),
+        helper.make_node("Div", ["s", "alpha"], ["s_a"], name="/teacher/Div"),
+        helper.make_node("Atan", ["s_a"], ["at"], name="/teacher/Atan"),
+        helper.make_node("Mul", ["at", "gain"], ["log_e"], name="/teacher/Mul"),
+        helper.make_node("Exp", ["log_e"], ["e"], name="/teacher/Exp"),
+        helper.make_node("Slice", ["h", "s0", "s4", "ax1"], ["x1"], name="/teacher/slice_x"),
+        helper.make_node("Mul", ["x1", "e"], ["xe"], name="/teacher/Mul_1"),
+        helper.make_node("Add", ["xe", "t"], ["z"], name="/teacher/Add"),
+        helper.make_node("Conv", ["h", "w_s", "b_s"], ["st"], name="/student/conv"),
+        helper.make_node("Sub", ["st", "z"], ["diff"], name="/Sub"),
+        helper.make_node("Pow", ["diff", "two"], ["sq"], name="/Pow"),
+        helper.make_node("ReduceMean", ["sq"], ["anomaly_map"], name="/ReduceMean", axes=[1], keepdims=1),
+        helper.make_node("ReduceMax", ["anomaly_map"], ["score"], name="/ReduceMax", axes=[1, 2, 3], keepdims=0),
+    ]
+    inits = [
+        _init("pads", np.array([0, 0, 0, 0, 0, 0, 2, 2], np.int64)),
+        _init("w_b", rng.normal(0, 0.3, (8, 3, 3, 3))),
+        _init("b_b", rng.normal(0, 0.1, 8)),
+        _init("w_t", rng.normal(0, 0.3, (8, 8, 1, 1))),
+        _init("b_t", np.zeros(8)),
+        _init("w_s", rng.normal(0, 0.3, (4, 8, 1, 1))),
+        _init("b_s", np.zeros(4)),
+        _init("s0", np.array([0], np.int64)),
+        _init("s4", np.array([4], np.int64)),
+        _init("s8", np.array([8], np.int64)),
+        _init("ax1", np.array([1], np.int64)),
+        _init("alpha", np.array(1.9)),
+        _init("gain", np.array(1.9 * 0.636)),
+        _init("two", np.array(2.0)),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mini_flow",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [
+            helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 1, 16, 16]),
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, [1]),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _run(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def _feeds(n: int, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"image": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(n)]
+
+
+def test_structural_groups_find_the_flow_and_the_tail() -> None:
+    graph = mini_flow_model().graph
+    assert set(soft_clamp_nodes(graph)) == {"/teacher/Div", "/teacher/Atan", "/teacher/Mul", "/teacher/Exp"}
+    tail = set(tail_nodes(graph))
+    assert {"/Sub", "/Pow", "/ReduceMean", "/ReduceMax", "/teacher/Add", "/teacher/Mul_1"} <= tail
+    assert "/backbone/relu" not in tail and "/teacher/Atan" in tail  # relu feeds convs; atan only the tail
+    assert scale_convs(graph) == ["/teacher/s/conv2"]
+    assert head_convs(graph) == ["/teacher/s/conv2", "/student/conv"]
+
+
+def test_retry_levels_only_ever_add_float_nodes() -> None:
+    model = mini_flow_model()
+    plans = [set(float_node_plan(model, level).nodes) for level in range(MAX_RETRY_LEVEL + 1)]
+    assert all(a < b or a == b for a, b in zip(plans, plans[1:], strict=False))
+    assert "/backbone/conv" not in plans[1] and "/backbone/conv" in plans[2]
+    assert "/student/conv" in plans[1]
+    with pytest.raises(ExportError, match="retry level"):
+        float_node_plan(model, MAX_RETRY_LEVEL + 1)
+    # Modules are path segments: a wrapper around the detector does not hide them.
+    for node in model.graph.node:
+        node.name = "/detector" + node.name
+    assert "/detector/backbone/relu" in float_node_plan(model, 2).nodes
+    assert "/detector/teacher/Add" in module_nodes(model.graph, "teacher")
+
+
+def test_pad_folding_keeps_the_numbers(tmp_path: Path) -> None:
+    model = mini_flow_model()
+    onnx.save(model, str(tmp_path / "a.onnx"))
+    assert fold_pads_into_convs(model) == 1
+    assert not [n for n in model.graph.node if n.op_type == "Pad"]
+    conv = next(n for n in model.graph.node if n.name == "/backbone/conv")
+    assert list(next(a for a in conv.attribute if a.name == "pads").ints) == [0, 0, 2, 2]
+    onnx.save(model, str(tmp_path / "b.onnx"))
+    feed = _feeds(1)[0]
+    for a, b in zip(_run(tmp_path / "a.onnx", feed), _run(tmp_path / "b.onnx", feed), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_onnxruntime_int8_model_is_uint8_qdq_with_float_nodes_untouched(tmp_path: Path) -> None:
+    model = mini_flow_model()
+    onnx.save(model, str(tmp_path / "fp32.onnx"))
+    plan = float_node_plan(model, 0)
+    out = quantize_model(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", PreprocessedReader(_feeds(16)), plan)
+    q = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)
+    produced_by_dq = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    by_name = {n.name: n for n in q.graph.node}
+    # Float nodes read float tensors straight from float producers (no DequantizeLinear in front).
+    for name in ("/teacher/Atan", "/teacher/Exp", "/Pow", "/ReduceMean"):
+        assert not set(by_name[name].input) & produced_by_dq, name
+    assert by_name["/backbone/conv"].input[0] in produced_by_dq  # the conv did get quantized
+    for feed in _feeds(3, seed=7):
+        ref, got = _run(tmp_path / "fp32.onnx", feed)[1], _run(out, feed)[1]
+        assert abs(got[0] - ref[0]) <= 0.1 * abs(ref[0])
+
+
+def test_tensorrt_int8_model_is_symmetric(tmp_path: Path) -> None:
+    model = mini_flow_model()
+    onnx.save(model, str(tmp_path / "fp32.onnx"))
+    out = quantize_model(
+        tmp_path / "fp32.onnx", tmp_path / "trt.onnx", PreprocessedReader(_feeds(8)), float_node_plan(model), for_tensorrt=True
+    )
+    q = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    # int8 activations and weights (int32 for biases), every zero point 0: what TensorRT requires.
+    assert zero_points and all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points)
+    assert any(z.dtype == np.int8 for z in zero_points)
+
+
+def test_calibration_takes_good_parts_through_preprocess_and_hashes_them(tmp_path: Path) -> None:
+    root = make_mvtec3d(tmp_path / "data", n_train=3, size=(24, 24))
+    config = PreprocessConfig(image_size=16, depth_size=16, mode="rgbd", mask_dilate_px=2, foreground=None)
+    train = open_split(root, "train")
+    batches, digest = calibration_batches(train, config, use_xyz=True)
+    assert len(batches) == 3 and batches[0]["image"].shape == (1, 3, 16, 16) and batches[0]["depth"].any()
+    assert calibration_batches(train, config, use_xyz=True)[1] == digest
+    assert calibration_batches(train[:2], config, use_xyz=True)[1] != digest
+    with pytest.raises(ExportError, match="good parts only"):
+        calibration_batches([s for s in open_split(root, "test") if s.label == 1], config, use_xyz=True)
+    reader = PreprocessedReader(batches)
+    first = reader.get_next()
+    while reader.get_next() is not None:
+        pass
+    reader.rewind()
+    assert reader.get_next() is first
+    with pytest.raises(ExportError, match="at least one good sample"):
+        PreprocessedReader([])
