@@ -123,7 +123,11 @@ def run(
     ] = 1.5,
     pulse: Annotated[float, typer.Option("--pulse", min=0.001, help="Reject pulse width in seconds.")] = 0.05,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="Frames buffered between capture and inspection.")] = 2,
-    backend: Annotated[str, typer.Option("--backend", help="Inference backend.")] = "onnxruntime",
+    backend: Annotated[str, typer.Option("--backend", help="Inference backend: onnxruntime or tensorrt.")] = "onnxruntime",
+    precision: Annotated[
+        str | None,
+        typer.Option("--precision", help="Model precision: fp32 / int8 (ONNX Runtime), fp16 / int8 (TensorRT); default the bundle's."),
+    ] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Inference (and OpenCV) threads.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the run summary as JSON to this file.")] = None,
 ) -> None:
@@ -159,7 +163,7 @@ def run(
         if backend == "onnxruntime":
             backend_options["intra_op_num_threads"] = threads
     # 1. The model first: nothing on the line moves until the bundle is proven good.
-    inspector = Inspector.from_bundle(bundle, backend=backend, clock=clock, **backend_options)
+    inspector = Inspector.from_bundle(bundle, backend=backend, clock=clock, precision=precision, **backend_options)
     # 2. The outputs next, de-energised: the line is in its wired safe state before the camera opens.
     line = open_line_io(
         clock, gpio, polarity=polarity, board=board, encoder=encoder, encoder_offset=encoder_offset,
