@@ -29,7 +29,7 @@ FIRST_FRAME_TIMEOUT_S = 3.0
 def accepted_options(uri: str) -> set[str] | None:
     """Keyword options the source registered for ``uri``'s scheme takes (None: unknown scheme, any)."""
     # edge_ad.sources has no public accessor for a factory's signature yet; read the registry.
-    factory = sources_base._REGISTRY.get(parse_uri(uri)[0])
+    factory = sources_base.source_factory(parse_uri(uri)[0])
     if factory is None:
         return None
     parameters = list(inspect.signature(factory).parameters.values())[1:]

@@ -12,7 +12,6 @@ Every family exports through the same path because every detector takes the same
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from edge_ad.dataset import DatasetSplit
-from edge_ad.errors import ConfigError
+from edge_ad.registry import Registry
 from trainer.config import TrainSettings
 from trainer.feature_cache import FeatureCache
 
@@ -61,36 +60,22 @@ class ModelFamily(Protocol):
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> nn.Module: ...
 
 
-_FAMILIES: dict[str, type] = {}
+_FAMILIES: Registry[type] = Registry("model family")
 
 
 def register_family(name: str) -> Callable[[type], type]:
     """Class decorator adding a family under ``name``; a second registration warns and wins."""
-
-    def decorator(cls: type) -> type:
-        if name in _FAMILIES and _FAMILIES[name] is not cls:
-            warnings.warn(
-                f"model family {name!r} registered twice ({_FAMILIES[name].__module__} and {cls.__module__}); "
-                "the later one is used",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        _FAMILIES[name] = cls
-        return cls
-
-    return decorator
+    return _FAMILIES.register(name)
 
 
 def list_families() -> list[str]:
     """Registered family names, sorted."""
-    return sorted(_FAMILIES)
+    return _FAMILIES.names()
 
 
 def get_family(name: str) -> ModelFamily:
     """The family registered as ``name``; ConfigError naming the known ones otherwise."""
-    if name not in _FAMILIES:
-        raise ConfigError(f"unknown model family {name!r}; known: {', '.join(list_families())}")
-    return _FAMILIES[name]  # type: ignore[return-value]
+    return _FAMILIES.lookup(name)  # type: ignore[return-value]
 
 
 # Importing a family module registers it.

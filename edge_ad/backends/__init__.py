@@ -8,13 +8,13 @@ TensorRT (the Jetson image may lack one of them).
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_ad.backends.base import InferenceBackend, TensorSpec
 from edge_ad.errors import ConfigError
+from edge_ad.registry import Registry
 
 __all__ = ["InferenceBackend", "TensorSpec", "available_backends", "create_backend", "register_backend"]
 
@@ -26,22 +26,12 @@ _BUILTIN_MODULES = {
     "onnxruntime": "edge_ad.backends.onnxruntime",
     "tensorrt": "edge_ad.backends.tensorrt",
 }
-_REGISTRY: dict[str, BackendFactory] = {}
+_REGISTRY: Registry[BackendFactory] = Registry("backend")
 
 
 def register_backend(name: str) -> Callable[[F], F]:
     """Class/function decorator adding a backend factory ``factory(model_path, **options)`` under ``name``."""
-
-    def decorator(factory: F) -> F:
-        previous = _REGISTRY.get(name)
-        if previous is not None and previous is not factory:
-            warnings.warn(
-                f"backend {name!r} registered twice; {factory!r} replaces {previous!r}", stacklevel=2
-            )
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return _REGISTRY.register(name)  # type: ignore[return-value]
 
 
 def available_backends() -> list[str]:
@@ -56,7 +46,6 @@ def create_backend(name: str, model_path: Path, **options: Any) -> InferenceBack
             importlib.import_module(_BUILTIN_MODULES[name])
         except ModuleNotFoundError as exc:
             raise ConfigError(f"backend {name!r} is not available here: {exc}") from exc
-    factory = _REGISTRY.get(name)
-    if factory is None:
+    if name not in _REGISTRY:
         raise ConfigError(f"unknown backend {name!r} (known: {', '.join(available_backends())})")
-    return factory(Path(model_path), **options)
+    return _REGISTRY[name](Path(model_path), **options)

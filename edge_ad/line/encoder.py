@@ -9,12 +9,12 @@ for a few kHz of edges: use a coarse encoder, or a hardware counter for faster b
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from edge_ad.clock import Clock
 from edge_ad.errors import ConfigError
+from edge_ad.registry import Registry
 
 
 @runtime_checkable
@@ -49,19 +49,12 @@ class EdgeCounter:
 
 
 EncoderFactory = Callable[..., EncoderInput]
-_REGISTRY: dict[str, EncoderFactory] = {}
+_REGISTRY: Registry[EncoderFactory] = Registry("encoder")
 
 
 def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
     """Register ``factory(clock=..., **options) -> EncoderInput`` under ``name`` (warns on a collision)."""
-
-    def decorator(factory: EncoderFactory) -> EncoderFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            warnings.warn(f"encoder {name!r} registered twice; the later one wins", stacklevel=2)
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def open_encoder(backend: str, clock: Clock, **options: Any) -> EncoderInput:

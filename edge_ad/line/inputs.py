@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import collections
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from edge_ad.clock import Clock
 from edge_ad.errors import ConfigError
+from edge_ad.registry import Registry
 
 
 @runtime_checkable
@@ -58,19 +58,12 @@ class EdgeBuffer:
 
 
 InputFactory = Callable[..., DigitalInput]
-_REGISTRY: dict[str, InputFactory] = {}
+_REGISTRY: Registry[InputFactory] = Registry("input")
 
 
 def register_input(name: str) -> Callable[[InputFactory], InputFactory]:
     """Register ``factory(clock=..., **options) -> DigitalInput`` under ``name`` (warns on a collision)."""
-
-    def decorator(factory: InputFactory) -> InputFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            warnings.warn(f"digital input {name!r} registered twice; the later one wins", stacklevel=2)
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def open_input(backend: str, clock: Clock, **options: Any) -> DigitalInput:

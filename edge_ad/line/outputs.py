@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from edge_ad.clock import Clock
 from edge_ad.errors import ConfigError
+from edge_ad.registry import Registry
 
 SAFE_LEVEL = False
 
@@ -41,7 +41,7 @@ class DigitalOutput(Protocol):
 
 
 OutputFactory = Callable[..., DigitalOutput]
-_REGISTRY: dict[str, OutputFactory] = {}
+_REGISTRY: Registry[OutputFactory] = Registry("digital output")
 
 
 def register_output(name: str) -> Callable[[OutputFactory], OutputFactory]:
@@ -49,19 +49,12 @@ def register_output(name: str) -> Callable[[OutputFactory], OutputFactory]:
 
     Every factory takes the runtime's ``clock`` keyword (an output may time edges it makes itself).
     """
-
-    def decorator(factory: OutputFactory) -> OutputFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            warnings.warn(f"digital output {name!r} registered twice; the later one wins", stacklevel=2)
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def known_outputs() -> list[str]:
     """Registered output names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def open_output(backend: str, clock: Clock, **options: Any) -> DigitalOutput:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from edge_ad.errors import ConfigError
 from edge_ad.frame import Frame
+from edge_ad.registry import Registry
 
 
 class SourceExhausted(Exception):
@@ -102,28 +102,22 @@ def real_sleep(seconds: float) -> None:
 
 
 SourceFactory = Callable[..., FrameSource]
-_REGISTRY: dict[str, SourceFactory] = {}
+_REGISTRY: Registry[SourceFactory] = Registry("frame source")
 
 
 def register_source(scheme: str) -> Callable[[SourceFactory], SourceFactory]:
-    """Register a factory ``factory(argument: str | None, **options) -> FrameSource`` for ``scheme``.
-
-    Re-registering a scheme replaces the factory with a warning (collisions are bugs, but a
-    reload in a notebook should not crash).
-    """
-
-    def decorator(factory: SourceFactory) -> SourceFactory:
-        if scheme in _REGISTRY and _REGISTRY[scheme] is not factory:
-            warnings.warn(f"frame source {scheme!r} registered twice; the later one wins", stacklevel=2)
-        _REGISTRY[scheme] = factory
-        return factory
-
-    return decorator
+    """Register a factory ``factory(argument: str | None, **options) -> FrameSource`` for ``scheme``."""
+    return _REGISTRY.register(scheme)
 
 
 def known_schemes() -> list[str]:
     """The registered URI schemes, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
+
+
+def source_factory(scheme: str) -> SourceFactory | None:
+    """The factory registered for ``scheme`` (None when unknown), e.g. to read the options it takes."""
+    return _REGISTRY.get(scheme)
 
 
 def parse_uri(uri: str) -> tuple[str, str | None]:

@@ -54,12 +54,11 @@ def test_parity_gate_failure_says_by_how_much_and_leaves_nothing(
 
 def test_runtime_scores_equal_evaluation_scores(tiny_bundle: Path, tiny_run: Path, tiny_dataset: Path) -> None:
     """One preprocessing path: frames replayed through the runtime score like `edge-ad evaluate` does."""
+    from edge_ad.dataset import open_split
     from edge_ad.inspector import Inspector
     from edge_ad.sources.folder import FolderSource
     from trainer.inference import score_split
     from trainer.run_io import load_detector
-
-    from edge_ad.dataset import open_split
 
     offline = score_split(load_detector(tiny_run), open_split(tiny_dataset, "test"), progress=False)
     inspector = Inspector.from_bundle(tiny_bundle)

@@ -166,7 +166,7 @@ def test_closed_backend_refuses(tiny_model: Path) -> None:
 
 
 def test_registry(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))  # keep the test's entries local
+    monkeypatch.setattr(backends, "_REGISTRY", backends._REGISTRY.copy())  # keep the test's entries local
     assert {"onnxruntime", "tensorrt"} <= set(available_backends())
     engine = create_backend("onnxruntime", tiny_model, intra_op_num_threads=1)
     assert isinstance(engine, OnnxRuntimeBackend)

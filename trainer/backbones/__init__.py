@@ -9,14 +9,13 @@ in the preset, so adding one is a decorated function in a new module imported be
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
 
-from edge_ad.errors import ConfigError
+from edge_ad.registry import Registry
 
 
 @runtime_checkable
@@ -35,29 +34,17 @@ class FeatureBackbone(Protocol):
 
 BackboneFactory = Callable[[int | None, Path | None, bool], torch.nn.Module]
 
-_REGISTRY: dict[str, BackboneFactory] = {}
+_REGISTRY: Registry[BackboneFactory] = Registry("backbone")
 
 
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
     """Decorator adding a backbone factory under ``name``; a second registration warns and wins."""
-
-    def decorator(factory: BackboneFactory) -> BackboneFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            warnings.warn(
-                f"backbone {name!r} registered twice ({_REGISTRY[name].__module__} and {factory.__module__}); "
-                "the later one is used",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def list_backbones() -> list[str]:
     """Names of all registered backbones, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_backbone(
@@ -69,9 +56,7 @@ def build_backbone(
     ``load_weights`` False gives the bare architecture (for its channels and stride only).
     Raises ConfigError for an unknown name or block, WeightsError for missing or mismatched weights.
     """
-    if name not in _REGISTRY:
-        raise ConfigError(f"backbone: unknown name {name!r}; known: {', '.join(list_backbones())}")
-    return _REGISTRY[name](block_index, weights, load_weights)
+    return _REGISTRY.lookup(name, "backbone: unknown name")(block_index, weights, load_weights)
 
 
 # Importing the implementation modules registers their backbones.
