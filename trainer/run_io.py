@@ -7,7 +7,6 @@ dicts plus a copy of that config. :func:`load_detector` is what evaluation and e
 
 from __future__ import annotations
 
-import json
 import pickle
 import platform
 import zipfile
@@ -23,11 +22,12 @@ from torch import nn
 import edge_ad
 from edge_ad.errors import ConfigError, WeightsError
 from edge_ad.preprocess import PreprocessConfig
+from trainer.metrics_io import VALIDATION_SCORES, write_json  # noqa: F401 (re-exported for the families)
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_LOG_FILE = "train_log.json"
-VALIDATION_SCORES_FILE = "validation_scores.json"
+VALIDATION_SCORES_FILE = VALIDATION_SCORES
 CHECKPOINT_FORMAT = 1
 
 
@@ -39,12 +39,6 @@ def versions() -> dict[str, str]:
         "numpy": str(np.__version__),
         "python": platform.python_version(),
     }
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Pretty JSON (NaN is refused: it would not round-trip through strict readers)."""
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    return path
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> Path:
