@@ -17,7 +17,12 @@ model's three inputs, following AST (Sec. 4.2.2):
     adds a ramp across the part, and the belt ring inside the grown mask sits far below it.
   * ``background``: height above the foreground method's background (the fitted belt plane,
     the calibrated plane or AST's corner surface), camera side positive. Tilt-free, and the belt
-    ring reads 0 like everything outside ``mask``, so only the part's own shape is left.
+    ring reads 0 like everything outside ``mask``.
+  * ``part_top``: that height minus the part's top level (median height of the ungrown
+    foreground), softly saturated at ``depth_clip_m`` (c * tanh(h / c)) and not zeroed outside
+    ``mask`` (the belt reads about -c there, as inside). Flat tops read 0 and walls a step of
+    about c whatever the part's height, so the model learns surface detail (dents, bumps)
+    instead of the spread of part heights, which otherwise dominates its anomaly score.
 
 Without xyz (RGB-only data) the depth is 0 and the mask is 1 everywhere with ``has_mask`` False;
 that is only allowed in mode "rgb", so a depth model never runs on silent zeros.

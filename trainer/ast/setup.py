@@ -117,13 +117,13 @@ def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = Tru
     return ASTParts(backbone if uses_rgb else None, info, preprocess, model)
 
 
-# Preset fields for the depth representation, with PreprocessConfig's (AST) defaults; read with
-# getattr so that presets resolved by a PreprocessSettings without them keep AST's behaviour.
-_DEPTH_OPTIONS = {"depth_reference": "foreground_mean", "depth_median_px": 0, "depth_clip_m": 0.0}
+# PreprocessConfig fields a preset's ``preprocess`` section may set beyond the ones named above;
+# those it lacks keep PreprocessConfig's defaults (AST's behaviour).
+_DEPTH_FIELDS = ("depth_reference", "depth_median_px", "depth_clip_m")
 
 
 def _depth_options(preprocess: Any) -> dict[str, Any]:
-    return {name: getattr(preprocess, name, default) for name, default in _DEPTH_OPTIONS.items()}
+    return {name: getattr(preprocess, name) for name in _DEPTH_FIELDS if hasattr(preprocess, name)}
 
 
 def rebuild_backbone(info: dict[str, Any]) -> nn.Module:

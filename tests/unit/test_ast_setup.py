@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from trainer.ast.setup import build_parts  # noqa: E402
+from trainer.config import resolve_settings  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def test_ast_edge_preprocessing_measures_depth_from_the_part_top() -> None:
+    parts = build_parts(resolve_settings("ast-edge", has_xyz=True), has_xyz=True, load_weights=False)
+    config = parts.preprocess
+    assert (config.depth_reference, config.depth_median_px, config.depth_clip_m) == ("part_top", 3, 0.005)
+    assert config.depth_unit_scale == 1000.0 and config.foreground is not None
+    assert config.foreground.method == "plane"
+    assert config.depth_size == parts.model.grid * 8
+
+
+def test_ast_paper_keeps_ast_depth_and_overrides_reach_preprocessing() -> None:
+    paper = build_parts(resolve_settings("ast-paper", has_xyz=True), has_xyz=True, load_weights=False)
+    assert paper.preprocess.depth_reference == "foreground_mean" and paper.preprocess.depth_median_px == 0
+    assert paper.preprocess.foreground is not None and paper.preprocess.foreground.method == "corners"
+    overrides = {"mode": "depth", "preprocess": {"depth_reference": "background", "depth_median_px": 5}}
+    tiny = build_parts(resolve_settings("ast-tiny", True, overrides), has_xyz=True, load_weights=False)
+    assert (tiny.preprocess.depth_reference, tiny.preprocess.depth_median_px) == ("background", 5)
+    assert tiny.backbone is None and tiny.preprocess.mode == "depth"
