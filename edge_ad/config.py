@@ -40,6 +40,7 @@ from edge_ad.yaml_edit import update_yaml_text, write_text_atomic
 from edge_ad.yaml_lines import LoadedYaml, load_yaml, parse_yaml
 
 if TYPE_CHECKING:
+    from edge_ad.monitor import MonitorConfig
     from edge_ad.runtime import RuntimeConfig
 
 __all__ = [
@@ -144,6 +145,29 @@ class StationConfig:
         }
         settings.update(overrides)
         return RuntimeConfig(**settings)
+
+    def monitor_config(self) -> MonitorConfig:
+        """What the run's monitor starts: the reject archive, the metrics endpoint and the log file."""
+        from edge_ad.monitor import MonitorConfig
+        from edge_ad.monitor.archive import ArchiveConfig as ArchiveSettings
+        from edge_ad.monitor.logs import LogConfig
+
+        a = self.archive
+        archive = None
+        if a.enabled:
+            # The station file speaks of a share of accepts; the archive keeps one accept in N.
+            every = round(1.0 / a.sample_accepts) if a.sample_accepts > 0 else 0
+            archive = ArchiveSettings(
+                directory=self.archive_dir(), max_bytes=a.max_bytes, max_files=a.max_files,
+                max_age_s=a.max_age_days * 86400.0, min_free_bytes=a.min_free_bytes, accept_every=every,
+            )
+        log = None
+        if self.logging.file is not None or self.metrics.json_logs:
+            log = LogConfig(
+                path=self.log_file(), max_bytes=self.logging.max_bytes, backup_count=self.logging.backup_count,
+                level=self.logging.level,
+            )
+        return MonitorConfig(archive=archive, metrics_port=self.metrics.port, log=log)
 
     def camera_options(self) -> dict[str, Any]:
         """What the station asks of its camera, as ``open_source`` keyword options (realsense's names).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ STAGES = (STAGE_PREPROCESS, STAGE_INFERENCE, STAGE_END_TO_END)
 DROP_REASONS = ("queue_full", "timeout", "duplicate", "gap", "camera_error", "stopped")
 # Per-part records kept for the JSON report; a long run keeps counting but stops logging.
 MAX_PART_RECORDS = 100_000
+# Latency percentiles come from the most recent samples per stage, so a run of days keeps flat memory.
+LATENCY_WINDOW = 100_000
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,9 @@ class LatencyStats:
     max_ms: float | None
 
     @staticmethod
-    def of(samples_ns: list[int]) -> LatencyStats:
+    def of(samples_ns: Sequence[int]) -> LatencyStats:
         """Stats of durations given in nanoseconds."""
-        if not samples_ns:
+        if len(samples_ns) == 0:
             return LatencyStats(0, None, None, None)
         ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
         return LatencyStats(len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max()))
@@ -133,13 +135,15 @@ class RunSummary:
 class RunRecorder:
     """Thread-safe accumulator behind a :class:`RunSummary`."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, on_drop: Callable[[str, int], object] | None = None) -> None:
+        """``on_drop(reason, count)`` is told of every drop too (the monitor's metrics)."""
         self.source = source
+        self._on_drop = on_drop
         self._lock = threading.Lock()
         self.frames_captured = 0
         self.frames_inspected = 0
         self.drops: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
-        self._stages: dict[str, list[int]] = {stage: [] for stage in STAGES}
+        self._stages: dict[str, deque[int]] = {stage: deque(maxlen=LATENCY_WINDOW) for stage in STAGES}
         self._verdicts: Counter[str] = Counter()
         self._fault_reasons: Counter[str] = Counter()
         self._records: list[PartRecord] = []
@@ -158,6 +162,8 @@ class RunRecorder:
         """Count ``count`` frames lost for ``reason`` (one of DROP_REASONS)."""
         with self._lock:
             self.drops[reason] += count
+        if self._on_drop is not None and count:
+            self._on_drop(reason, count)
 
     def captured(self) -> None:
         """Count a frame handed to the queue."""

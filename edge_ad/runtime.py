@@ -28,6 +28,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from edge_ad.capture_loop import CaptureLoop
 from edge_ad.clock import Clock, MonotonicClock
@@ -52,6 +53,9 @@ from edge_ad.sources.base import FrameSource
 from edge_ad.supervisor import Supervisor
 from edge_ad.watchdog import STAGE_ERRORS, InferenceTimeout, InferenceWatchdog
 
+if TYPE_CHECKING:
+    from edge_ad.monitor import Monitor
+
 _IDLE_POLL_S = 0.05  # how often inspection re-checks stop conditions while no frame arrives
 _ACTUATOR_TICK_S = 0.002  # longest the actuator sleeps between edges (its reaction time)
 _DEFAULT_CONFIG = RuntimeConfig()
@@ -69,9 +73,15 @@ class InspectionRuntime:
         config: RuntimeConfig = _DEFAULT_CONFIG,
         clock: Clock | None = None,
         sleep: Callable[[float], object] | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
-        """``sleep``: how backoff and a stepped drain let time pass (default: real, interruptible waits)."""
+        """``sleep``: how backoff and a stepped drain let time pass (default: real, interruptible waits).
+
+        ``monitor`` (metrics, reject archive, fault log) is told of every frame, drop, fault and
+        decision; it never blocks the loop (its archive and logs write from their own threads).
+        """
         self.source, self.inspector, self.config = source, inspector, config
+        self.monitor = monitor
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.line = output if isinstance(output, LineIO) else LineIO(output)
         self.output = self.line.reject
@@ -88,7 +98,7 @@ class InspectionRuntime:
         self.watchdog = InferenceWatchdog(config.supervisor.infer_timeout_ms / 1000)
         self.tracker = PartTracker(config.tracker)
         self.queue = FrameQueue(config.queue_size, config.lossless)
-        self.recorder = RunRecorder(source.info().name)
+        self.recorder = RunRecorder(source.info().name, on_drop=monitor.on_drop if monitor is not None else None)
         self._stop = threading.Event()
         self._stop_reason: str | None = None
         self._sleep = sleep
@@ -211,10 +221,17 @@ class InspectionRuntime:
             observation = self.inspector.observe(frame)
         except STAGE_ERRORS as exc:  # a bug or driver error in preprocessing: this frame only
             self.supervisor.stage_error("observe", exc, frame.frame_number)
+            self._fault("stage_error", f"observe frame {frame.frame_number}: {type(exc).__name__}: {exc}")
             return FailedObservation(frame)
         if observation.fault is not None:
             self.supervisor.invalid_frame(str(getattr(observation.fault, "value", observation.fault)))
+        if self.monitor is not None:
+            self.monitor.on_frame(frame, observation)
         return observation
+
+    def _fault(self, reason: str, detail: str) -> None:
+        if self.monitor is not None:
+            self.monitor.on_fault(reason, detail)
 
     def _decide(self, part: TrackedPart) -> Decision:
         """Score the part's best frame (or fault it) and give its slot the decision: exactly once per part."""
@@ -222,10 +239,11 @@ class InspectionRuntime:
         if faulted is not None:
             decision = faulted
         else:
+            inspection: InspectionLike | None = None
             if part.best is None:
                 decision = self._no_usable_frame(part)
             else:
-                decision = self._score(part)
+                decision, inspection = self._score(part)
             applied = self.slots.decide(part, decision)
             if applied is decision:
                 self.supervisor.part_on_time()
@@ -233,6 +251,10 @@ class InspectionRuntime:
         decided = self.clock.now_ns()
         self.recorder.stage(STAGE_END_TO_END, decided - part.capture_ns)
         self.recorder.part(part_record(part, decision, decided))
+        if self.monitor is not None:
+            # The inspection carries the heatmap for the archive; a fault without one is archived bare.
+            scored = inspection if faulted is None and inspection is not None and inspection.decision is decision else None
+            self.monitor.on_decision(scored if scored is not None else decision, part)
         return decision
 
     @staticmethod
@@ -243,20 +265,22 @@ class InspectionRuntime:
         except ValueError:  # a reason the decision module does not know: keep it verbatim
             return fault(FaultReason.INVALID_DEPTH, f"{reason}: no usable frame among {part.frames}")
 
-    def _score(self, part: TrackedPart) -> Decision:
+    def _score(self, part: TrackedPart) -> tuple[Decision, InspectionLike | None]:
         frame = part.best.frame.frame_number  # type: ignore[union-attr]
         try:
             inspection = self.watchdog.call(self.inspector.score, part.best)
         except InferenceTimeout as exc:
             self.supervisor.inference_hung(str(exc))
-            return fault(FaultReason.DEADLINE_MISS, f"frame {frame}: {exc}")
+            self._fault("inference_hung", f"frame {frame}: {exc}")
+            return fault(FaultReason.DEADLINE_MISS, f"frame {frame}: {exc}"), None
         except STAGE_ERRORS as exc:  # the stage boundary: this part is FAULT_REJECT, the loop lives on
             self.supervisor.stage_error("inference", exc, frame)
-            return fault(FaultReason.INFERENCE_ERROR, f"frame {frame}: {type(exc).__name__}: {exc}")
+            self._fault("inference_error", f"frame {frame}: {type(exc).__name__}: {exc}")
+            return fault(FaultReason.INFERENCE_ERROR, f"frame {frame}: {type(exc).__name__}: {exc}"), None
         self.supervisor.inference_ok()
         if "inference" in inspection.timings_ms:
             self.recorder.stage(STAGE_INFERENCE, round(inspection.timings_ms["inference"] * 1e6))
-        return inspection.decision
+        return inspection.decision, inspection
 
     def _actuator_loop(self) -> None:
         while not self._actuator_stop.is_set():
@@ -289,11 +313,12 @@ def run_inspection(
     config: RuntimeConfig = _DEFAULT_CONFIG,
     clock: Clock | None = None,
     handle_signals: bool = False,
+    monitor: Monitor | None = None,
 ) -> RunSummary:
     """Start ``source``, run the loop until a stop condition, stop the source within a bound; the summary."""
     source.start()
     try:
-        runtime = InspectionRuntime(source, inspector, output, config, clock)
+        runtime = InspectionRuntime(source, inspector, output, config, clock, monitor=monitor)
         with stop_on_signals(runtime) if handle_signals else contextlib.nullcontext():
             return runtime.run()
     finally:

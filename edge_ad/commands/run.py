@@ -130,6 +130,22 @@ def run(
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Inference (and OpenCV) threads.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the run summary as JSON to this file.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus text at /metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics endpoint binds (loopback unless you say otherwise).")
+    ] = "127.0.0.1",
+    archive: Annotated[
+        Path | None, typer.Option("--archive", help="Reject archive folder: image, heatmap and JSON of every reject.")
+    ] = None,
+    archive_max_mb: Annotated[float, typer.Option("--archive-max-mb", min=1.0, help="Archive size cap (oldest evicted).")] = 512.0,
+    archive_accepts: Annotated[
+        int, typer.Option("--archive-accepts", min=0, help="Also archive one accepted part in N (0: rejects only).")
+    ] = 0,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="JSON log lines to this rotating file (10 MB x 5).")
+    ] = None,
 ) -> None:
     """Inspect parts: read RGB-D frames, find each part, score its best frame, decide and pulse the reject output.
 
@@ -141,7 +157,7 @@ def run(
     from edge_ad.inspector import Inspector
     from edge_ad.line.reject import RejectTiming
     from edge_ad.part_tracker import TrackerConfig
-    from edge_ad.runtime import RuntimeConfig, run_inspection
+    from edge_ad.runtime import RuntimeConfig
     from edge_ad.runtime_setup import open_line_io
     from edge_ad.sources import open_source, parse_uri
     from edge_ad.supervisor import SupervisorConfig
@@ -153,6 +169,7 @@ def run(
             realtime=realtime, notify=notify, sim_file=gpio_file, json_file=json_file,
         )
         return
+    monitor_config = _monitor_config(metrics_port, metrics_host, archive, archive_max_mb, archive_accepts, log_file)
     if bundle is None:
         from edge_ad.errors import ConfigError
 
@@ -199,11 +216,45 @@ def run(
             supervisor=SupervisorConfig(stall_fault_ms=stall_ms, infer_timeout_ms=infer_timeout_ms),
         )
         err_console.print(f"inspecting {info.name} ({info.width}x{info.height}) with {bundle} on {backend}; Ctrl-C stops")
-        summary = run_inspection(source, inspector, line, config, clock, handle_signals=True)
+        summary = _run_monitored(source, inspector, line, config, clock, monitor_config)
     finally:
         line.close()  # idempotent: the run already released them unless it failed to start
         inspector.close()
     _report(summary, json_file, camera)
+
+
+def _monitor_config(
+    port: int | None, host: str, archive: Path | None, archive_max_mb: float, accepts: int, log_file: Path | None
+) -> Any:
+    """The monitor the command-line options ask for (None when none is asked for)."""
+    from edge_ad.monitor import MonitorConfig
+    from edge_ad.monitor.archive import ArchiveConfig
+    from edge_ad.monitor.logs import LogConfig
+
+    if port is None and archive is None and log_file is None:
+        return None
+    return MonitorConfig(
+        archive=ArchiveConfig(archive, max_bytes=int(archive_max_mb * 1024 * 1024), accept_every=accepts)
+        if archive is not None else None,
+        metrics_port=port,
+        metrics_host=host,
+        log=LogConfig(path=log_file) if log_file is not None else None,
+    )
+
+
+def _run_monitored(source: Any, inspector: Any, line: Any, config: Any, clock: Any, monitor_config: Any) -> Any:
+    """The loop with its monitor (metrics endpoint, reject archive, logs), closed however the run ends."""
+    from edge_ad.monitor import Monitor
+    from edge_ad.runtime import run_inspection
+
+    monitor = Monitor.open(monitor_config, clock) if monitor_config is not None else None
+    if monitor is not None and monitor_config.metrics_port is not None:
+        err_console.print(f"metrics on http://{monitor_config.metrics_host}:{monitor_config.metrics_port}/metrics")
+    try:
+        return run_inspection(source, inspector, line, config, clock, handle_signals=True, monitor=monitor)
+    finally:
+        if monitor is not None:
+            monitor.close()
 
 
 def _report(summary: Any, json_file: Path | None, camera: str) -> None:
@@ -229,7 +280,6 @@ def _run_station(
     from edge_ad.config import load_station
     from edge_ad.errors import ConfigError
     from edge_ad.inspector import Inspector
-    from edge_ad.runtime import run_inspection
     from edge_ad.runtime_setup import open_line_io
     from edge_ad.station_camera import open_station_source
     from edge_ad.supervisor import SupervisorConfig
@@ -266,7 +316,7 @@ def _run_station(
             supervisor=SupervisorConfig(stall_fault_ms=st.camera.stall_fault_ms),
         )
         err_console.print(f"station {st.station.name}: inspecting {info.name} with {bundle}; Ctrl-C stops")
-        summary = run_inspection(source, inspector, line, config, clock, handle_signals=True)
+        summary = _run_monitored(source, inspector, line, config, clock, st.monitor_config())
     finally:
         line.close()
         inspector.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from edge_ad.clock import Clock
@@ -38,6 +39,10 @@ from edge_ad.line.timing import EncoderTiming, Polarity, RejectTiming
 _FINISHED_KEPT = 4096
 _DEFAULT_TIMING = RejectTiming()
 __all__ = ["EncoderTiming", "Polarity", "RejectScheduler", "RejectTiming", "ScheduledPulse"]
+
+
+# Reject slots kept for inspection by tests and the summary.
+HISTORY_SLOTS = 10_000
 
 
 @dataclass
@@ -97,7 +102,8 @@ class RejectScheduler:
         self._finished: collections.OrderedDict[int, ScheduledPulse] = collections.OrderedDict()
         self._level = False
         self.safe_hold: str | None = None
-        self.history: list[ScheduledPulse] = []  # reject slots, in decision order
+        # The most recent reject slots, in decision order (bounded: a line runs for weeks).
+        self.history: deque[ScheduledPulse] = deque(maxlen=HISTORY_SLOTS)
         self.missed: list[int] = []  # part ids faulted at their deadline, for the runtime to collect
         self.scheduled = self.fired = self.late = self.max_late_ns = 0
         self.reserved = self.deadline_misses = self.late_decisions = self.forced_rejects = 0

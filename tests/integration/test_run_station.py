@@ -29,6 +29,10 @@ decision:
 reject:
   delay_s: 1.5
   pulse_ms: 40
+metrics:
+  port: null
+archive:
+  dir: archive
 """
 
 
@@ -51,6 +55,29 @@ def test_station_run_decides_every_part_with_the_station_threshold(tmp_path: Pat
     assert summary["parts"] >= 3
     assert summary["accepted"] == 0
     assert summary["rejected"] + summary["fault_rejected"] == summary["parts"]
+    # Every reject reached the station's archive (written off the loop, flushed at close).
+    records = sorted((tmp_path / "archive").rglob("*.json"))
+    assert len(records) == summary["parts"], [p.name for p in records]
+
+
+def test_run_with_metrics_endpoint_and_archive_flags(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # an ephemeral port that is free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bundle = make_tiny_bundle(
+        tmp_path / "bundle", threshold=1e-9, preprocess_config=tiny_preprocess_config(image_size=64, depth_size=64)
+    )
+    result = CliRunner().invoke(
+        app,
+        ["run", "--bundle", str(bundle), "--camera", "synthetic:2", "--size", "64", "--max-parts", "2", "--no-realtime",
+         "--no-notify", "--archive", str(tmp_path / "arch"), "--metrics-port", str(port), "--log-file",
+         str(tmp_path / "run.log")],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"127.0.0.1:{port}/metrics" in result.output
+    assert len(list((tmp_path / "arch").rglob("*.json"))) >= 2
 
 
 def test_station_without_bundle_and_no_flag_exits_2(tmp_path: Path) -> None:
