@@ -23,6 +23,25 @@ from edge_ad.supervisor import Supervisor
 _COUNTS_KEPT = 512
 
 
+# Frame counters wrap at 2**32 (the reliability plan's rollover case).
+COUNTER_MODULUS = 2**32
+# A frame this many numbers behind the last one is a late repeat; further back, the counter restarted.
+STALE_WINDOW = 1024
+
+
+def frame_step(last: int, number: int) -> int:
+    """Frames advanced from ``last`` to ``number``: 1 next, >1 after a gap, 0 a repeat, <0 a late older frame.
+
+    The counter wraps at 2**32 (a wrap is not a gap). A jump back by more than STALE_WINDOW is a
+    counter restart (camera reset or reconnect) and counts as the next frame, not as a gap.
+    """
+    delta = (number - last) % COUNTER_MODULUS
+    if delta <= COUNTER_MODULUS // 2:
+        return delta
+    back = COUNTER_MODULUS - delta
+    return -back if back <= STALE_WINDOW else 1
+
+
 class CaptureLoop:
     """Reads ``source`` into ``queue``; ``wait(seconds)`` backs off (interruptible, or a FakeClock advance)."""
 
@@ -80,11 +99,12 @@ class CaptureLoop:
                 self._counts.popitem(last=False)
         self.supervisor.frame_arrived()
         if self._last_number is not None:
-            if frame.frame_number == self._last_number:
+            step = frame_step(self._last_number, frame.frame_number)
+            if step <= 0:  # the same frame again, or an older one delivered late: never inspected twice
                 self.recorder.drop("duplicate")
                 return True
-            if frame.frame_number > self._last_number + 1:
-                self.recorder.drop("gap", frame.frame_number - self._last_number - 1)
+            if step > 1:
+                self.recorder.drop("gap", step - 1)
         self._last_number = frame.frame_number
         self.recorder.captured()
         if self.queue.put(frame) is not None:

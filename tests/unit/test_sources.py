@@ -226,3 +226,15 @@ def test_real_renderer_line_shows_parts_with_valid_depth() -> None:
     empty = next(f for f in frames if not f.truth["part_present"])
     middle = with_part[len(with_part) // 2]
     assert np.percentile(middle.depth[middle.depth > 0], 1) < np.percentile(empty.depth[empty.depth > 0], 1) - 0.005
+
+
+def test_frame_step_handles_gaps_repeats_wraps_and_restarts() -> None:
+    from edge_ad.capture_loop import COUNTER_MODULUS, frame_step
+
+    assert frame_step(10, 11) == 1
+    assert frame_step(10, 14) == 4  # three frames lost
+    assert frame_step(10, 10) == 0  # repeated frame
+    assert frame_step(10, 7) == -3  # an older frame delivered late
+    assert frame_step(COUNTER_MODULUS - 2, 1) == 3  # across the wrap: two lost, not four billion
+    assert frame_step(COUNTER_MODULUS - 1, 0) == 1  # a clean wrap is no gap
+    assert frame_step(5_000_000, 3) == 1  # counter restarted (reconnect): next frame, no gap
