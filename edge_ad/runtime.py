@@ -15,6 +15,8 @@ Three threads, each a loop over one step (a test on a FakeClock calls :meth:`Ins
 Supervision (``supervise``, default: on unless lossless): reject slots are reserved when a part enters
 the view and enforced at their deadline, the camera stall rule applies, and the gate is held safe in
 STARTING, FAULT and STOPPING. A lossless replay has no real belt, so none of that applies there.
+With a trigger input (``LineIO.trigger``) the slots are the trigger edges' instead, and tracked parts are
+matched to them (:mod:`edge_ad.line.part_slots`): every trigger gets exactly one decision.
 
 The run stops on max parts, max frames, duration, end of the source, a fatal camera error or
 :meth:`InspectionRuntime.request_stop` (SIGINT/SIGTERM via :func:`stop_on_signals`), and always ends with
@@ -24,10 +26,8 @@ the gate safe first, the tracker flushed, windows in flight drained and every ou
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edge_ad.capture_loop import CaptureLoop
@@ -36,7 +36,7 @@ from edge_ad.decision import Decision, FaultReason, fault
 from edge_ad.frame import Frame
 from edge_ad.frame_queue import FrameQueue
 from edge_ad.line.outputs import DigitalOutput
-from edge_ad.line.part_slots import PartSlots
+from edge_ad.line.part_slots import PartSlots, Unseen, as_slot
 from edge_ad.line.reject import RejectScheduler
 from edge_ad.part_tracker import ObservationLike, PartTracker, TrackedPart
 from edge_ad.run_summary import (
@@ -48,7 +48,7 @@ from edge_ad.run_summary import (
     part_record,
 )
 from edge_ad.runtime_config import FailedObservation, InspectionLike, InspectorLike, RuntimeConfig
-from edge_ad.runtime_setup import LineIO, bounded_stop
+from edge_ad.runtime_setup import LineIO, bounded_stop, stop_on_signals
 from edge_ad.sources.base import FrameSource
 from edge_ad.supervisor import Supervisor
 from edge_ad.watchdog import STAGE_ERRORS, InferenceTimeout, InferenceWatchdog
@@ -104,7 +104,8 @@ class InspectionRuntime:
         self._sleep = sleep
         self.capture = CaptureLoop(source, self.queue, self.recorder, self.supervisor, config.read_timeout_s,
                                    sleep or self._stop.wait, self.line.encoder)
-        self.slots = PartSlots(self.scheduler, supervised, self.capture.count_at)
+        self.slots = PartSlots(self.scheduler, supervised, self.capture.count_at, self.line.trigger,
+                               self.line.trigger_window, config.tracker.enter_frames)
         self.supervisor.mark_verified("camera")  # the source started with its profile (checked by the source)
         self._actuator_stop = threading.Event()
         self._started_ns = self.clock.now_ns()
@@ -164,9 +165,10 @@ class InspectionRuntime:
         self.recorder.inspected(frame.frame_number, frame.truth)
         self._frames += 1
         closed = self.tracker.update(observation)
-        self.slots.after_update(self.tracker.in_part, frame, closed)
+        unseen = self.slots.after_update(self.tracker.in_part, frame, closed)
         for part in closed:
             self._decide(part)
+        self._record_unseen(unseen)
         if observation.fault is None:
             self.supervisor.healthy()
         if config.max_parts is not None and self.recorder.parts >= config.max_parts:
@@ -176,7 +178,8 @@ class InspectionRuntime:
         return None
 
     def actuate_once(self) -> None:
-        """Poll the scheduler, report missed deadlines and a stopped belt, tick the supervisor."""
+        """Take trigger edges, poll the scheduler, report missed deadlines and a stopped belt, tick the supervisor."""
+        self.slots.poll_triggers()
         self.scheduler.poll()
         for part_id in self.scheduler.take_missed():
             self.supervisor.deadline_miss(part_id)
@@ -193,6 +196,7 @@ class InspectionRuntime:
         for part in self.tracker.flush():
             self.slots.after_update(False, None, [part])
             self._decide(part)
+        self._record_unseen(self.slots.end())
         if capture is not None:
             capture.join(timeout=self.config.read_timeout_s + 2.0)  # a read hung in the driver is abandoned
         self.recorder.drop("stopped", self.queue.clear())  # captured but never inspected
@@ -200,16 +204,13 @@ class InspectionRuntime:
         self._actuator_stop.set()
         if actuator is not None:
             actuator.join(timeout=1.0)
+        self._record_unseen(self.slots.end())  # edges during the drain: their parts were never inspected
         self.watchdog.close()
         self.line.close()
-        pulses = {
-            "scheduled": self.scheduler.scheduled,
-            "fired": self.scheduler.fired,
-            "late": self.scheduler.late,
-            "max_lateness_us": self.scheduler.max_late_ns // 1000,
-            "abandoned": self.scheduler.pending_rejects,
-            "deadline_misses": self.scheduler.deadline_misses,
-        }
+        sched = self.scheduler
+        pulses = {"scheduled": sched.scheduled, "fired": sched.fired, "late": sched.late,
+                  "max_lateness_us": sched.max_late_ns // 1000, "abandoned": sched.pending_rejects,
+                  "deadline_misses": sched.deadline_misses, **self.slots.trigger_counts()}
         # A real part last seen within the debounce window before the stop may still have been entering.
         in_view = self.config.tracker.enter_frames + self.config.tracker.leave_frames
         error = str(self.capture.error) if self.capture.error is not None else None
@@ -233,29 +234,44 @@ class InspectionRuntime:
         if self.monitor is not None:
             self.monitor.on_fault(reason, detail)
 
-    def _decide(self, part: TrackedPart) -> Decision:
-        """Score the part's best frame (or fault it) and give its slot the decision: exactly once per part."""
-        faulted = self.slots.already_faulted(part)  # its deadline passed while it was still in view
-        if faulted is not None:
-            decision = faulted
-        else:
-            inspection: InspectionLike | None = None
+    def _decide(self, part: TrackedPart) -> Decision | None:
+        """Score the part's best frame (or fault it) and give its slot the decision: exactly once per part.
+
+        Trigger mode: a part that matched no trigger is a phantom (dirt, a hand): logged, never scored.
+        """
+        slot = self.slots.claim_slot(part)
+        if slot is None:
+            self._fault("phantom_part", f"tracked part {part.part_id} (frames {part.first_frame}-{part.last_frame}) "
+                        "matched no trigger: no pulse of its own")
+            return None
+        decision = self.slots.already_faulted(slot)  # its deadline passed while it was still in view
+        inspection: InspectionLike | None = None
+        if decision is None:
             if part.best is None:
                 decision = self._no_usable_frame(part)
             else:
                 decision, inspection = self._score(part)
-            applied = self.slots.decide(part, decision)
+            applied = self.slots.decide(slot, part, decision)
             if applied is decision:
                 self.supervisor.part_on_time()
             decision = applied
+        self._record(as_slot(part, slot), decision, inspection)
+        return decision
+
+    def _record(self, part: TrackedPart, decision: Decision, inspection: InspectionLike | None) -> None:
         decided = self.clock.now_ns()
-        self.recorder.stage(STAGE_END_TO_END, decided - part.capture_ns)
+        if part.frames:  # an unseen trigger (no frame) has no end-to-end latency
+            self.recorder.stage(STAGE_END_TO_END, decided - part.capture_ns)
         self.recorder.part(part_record(part, decision, decided))
         if self.monitor is not None:
             # The inspection carries the heatmap for the archive; a fault without one is archived bare.
-            scored = inspection if faulted is None and inspection is not None and inspection.decision is decision else None
+            scored = inspection if inspection is not None and inspection.decision is decision else None
             self.monitor.on_decision(scored if scored is not None else decision, part)
-        return decision
+
+    def _record_unseen(self, unseen: list[Unseen]) -> None:
+        for part, decision in unseen:  # triggers no tracked part matched: already FAULT_REJECT in their slots
+            self._fault("unseen_trigger", decision.detail)
+            self._record(part, decision, None)
 
     @staticmethod
     def _no_usable_frame(part: TrackedPart) -> Decision:
@@ -323,21 +339,3 @@ def run_inspection(
             return runtime.run()
     finally:
         bounded_stop(source, config.supervisor.stop_timeout_s)
-
-
-@contextlib.contextmanager
-def stop_on_signals(runtime: InspectionRuntime) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to a clean :meth:`InspectionRuntime.request_stop` (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        runtime.request_stop(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -87,6 +87,24 @@ def run(
     encoder_lead: Annotated[
         int, typer.Option("--encoder-lead", min=0, help="Counts before the part's arrival the actuator must be driven.")
     ] = 0,
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            "--trigger",
+            help="Part trigger input (sim, jetson, gpiod; real GPIO on the --board map's trigger pin): every edge is "
+            "a part that gets exactly one decision, its reject slot timed from the edge (--reject-delay / "
+            "--encoder-offset count from there). A trigger no tracked part matches is FAULT_REJECT; a tracked part "
+            "no trigger announced is counted and gets no pulse. sim is driven by tests only.",
+        ),
+    ] = None,
+    trigger_min: Annotated[
+        float | None, typer.Option("--trigger-min", min=0.0, help="Earliest a part's first frame follows its trigger, s (default 0).")
+    ] = None,
+    trigger_max: Annotated[
+        float | None,
+        typer.Option("--trigger-max", min=0.0, help="Latest a part's first frame follows its trigger, s (default 0.5; "
+                     "keep it below the time between two parts)."),
+    ] = None,
     notify: Annotated[
         bool, typer.Option("--notify/--no-notify", help="systemd notify (READY, WATCHDOG, STATUS) when $NOTIFY_SOCKET is set.")
     ] = True,
@@ -163,6 +181,10 @@ def run(
     from edge_ad.supervisor import SupervisorConfig
 
     clock = MonotonicClock()
+    if station is not None and trigger is not None:
+        from edge_ad.errors import ConfigError
+
+        raise ConfigError("--trigger: a station file has no trigger pin yet; run without --station to use a trigger")
     if station is not None:
         _run_station(
             station, bundle, clock, max_parts=max_parts, max_frames=max_frames, duration=duration,
@@ -185,6 +207,7 @@ def run(
     line = open_line_io(
         clock, gpio, polarity=polarity, board=board, encoder=encoder, encoder_offset=encoder_offset,
         encoder_lead=encoder_lead, notify=notify, sim_file=gpio_file,
+        trigger=trigger, trigger_window=_trigger_window(trigger, trigger_min, trigger_max),
     )
     try:
         uri = _camera_uri(camera, seed)
@@ -221,6 +244,19 @@ def run(
         line.close()  # idempotent: the run already released them unless it failed to start
         inspector.close()
     _report(summary, json_file, camera)
+
+
+def _trigger_window(trigger: str | None, min_s: float | None, max_s: float | None) -> Any:
+    """The trigger match window from ``--trigger-min`` / ``--trigger-max`` (the library's defaults for the rest)."""
+    from edge_ad.errors import ConfigError
+    from edge_ad.line.trigger_match import TriggerWindow
+
+    given = {"min_s": min_s, "max_s": max_s}
+    if trigger is None:
+        if min_s is not None or max_s is not None:
+            raise ConfigError("--trigger-min / --trigger-max apply with --trigger only")
+        return None
+    return TriggerWindow(**{key: value for key, value in given.items() if value is not None})
 
 
 def _monitor_config(

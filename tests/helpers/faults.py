@@ -674,9 +674,14 @@ def build_line(
     sim_file: Path | None = None,
     tick_ms: float = 1.0,
     clock: FakeClock | None = None,
+    trigger: Any | None = None,
+    trigger_window: Any | None = None,
     **config: Any,
 ) -> Line:
-    """A supervised line at 30 fps on a FakeClock (0.1 s reads, 0.5 s reject delay, 20 ms windows)."""
+    """A supervised line at 30 fps on a FakeClock (0.1 s reads, 0.5 s reject delay, 20 ms windows).
+
+    ``trigger`` / ``trigger_window``: a part trigger input (see :func:`build_triggered_line`).
+    """
     from edge_ad.line.outputs import SimOutput
     from edge_ad.line.reject import Polarity, RejectTiming
     from edge_ad.part_tracker import TrackerConfig
@@ -692,6 +697,7 @@ def build_line(
     io = LineIO(
         SimOutput(clock, sim_file, "reject"), Polarity(polarity),
         {role: SimOutput(clock, sim_file, role) for role in roles}, encoder, encoder_timing, notifier,
+        trigger=trigger, trigger_window=trigger_window,
     )
     base: dict[str, Any] = {
         "read_timeout_s": 0.1,
@@ -737,3 +743,102 @@ def level_at(output: Any, t_ns: int) -> bool:
             break
         level = edge_level
     return level
+
+
+# --- part trigger: a light barrier before the camera -----------------------------------------------
+
+
+def lose_frames(plan: FaultPlan, at: int, count: int, fps: float = 30.0) -> FaultPlan:
+    """The camera loses ``count`` frames before delivery ``at``: that long without a frame, and the numbers skip.
+
+    Use with :func:`line_truth_after_loss` so the frames delivered after the loss show the line as it moved on.
+    """
+    return plan.slow(at, count / fps).gap(at, count)
+
+
+def line_truth_after_loss(at: int, count: int, **line: Any) -> Callable[[int], dict[str, Any]]:
+    """:func:`line_truth` by *line* index when deliveries from ``at`` on come ``count`` line frames later."""
+    return lambda index: line_truth(index if index < at else index + count, **line)
+
+
+class BarrierTrigger:
+    """A light barrier ``lead_s`` before the camera: pulses ``trigger`` as each part of the line reaches it.
+
+    Line frame ``j`` reaches the view at ``t0 + (j + 1) * period`` (the source's pacing), whether or not the
+    camera delivers it, so a part lost in a frame gap still passed the barrier. Only parts wholly inside
+    ``line_frames`` are announced; ``skip``: parts the barrier misses (phantom tests). ``parts``: the
+    real part id of each trigger, in trigger order (= trigger id).
+    """
+
+    def __init__(self, trigger: Any, clock: FakeClock, truth: Callable[[int], dict[str, Any]], line_frames: int,
+                 lead_s: float, fps: float = 30.0, skip: tuple[int, ...] = ()) -> None:
+        self.trigger, self.clock = trigger, clock
+        t0, period = clock.now_ns(), round(1e9 / fps)
+        firsts: dict[int, int] = {}
+        lasts: dict[int, int] = {}
+        for j in range(line_frames + 1):  # one past the end: a part still there then is cut off
+            part = truth(j)["part_id"]
+            if part is not None:
+                firsts.setdefault(part, j)
+                lasts[part] = j
+        wholly_inside = [p for p in sorted(firsts) if lasts[p] < line_frames and p not in skip]
+        self.parts = wholly_inside
+        self.times = [t0 + (firsts[p] + 1) * period - round(lead_s * 1e9) for p in wholly_inside]
+        self.pulsed: list[int] = []
+
+    def tick(self) -> None:
+        """Pulse every edge due by now, stamped with its own time (a StepHarness on_tick hook)."""
+        while len(self.pulsed) < len(self.times) and self.times[len(self.pulsed)] <= self.clock.now_ns():
+            t = self.times[len(self.pulsed)]
+            self.trigger.pulse(t)
+            self.pulsed.append(t)
+
+
+def build_triggered_line(
+    plan: FaultPlan | None = None,
+    *,
+    frames: int = 60,
+    lost: tuple[int, int] | None = None,
+    lead_s: float = 0.02,
+    window: tuple[float, float] = (0.0, 0.1),
+    skip: tuple[int, ...] = (),
+    **kwargs: Any,
+) -> tuple[Line, BarrierTrigger]:
+    """:func:`build_line` with a barrier trigger; parts of 3 frames after 3 empty ones; ``lost=(at, count)``."""
+    from edge_ad.line.inputs import SimInput
+    from edge_ad.line.trigger_match import TriggerWindow
+
+    clock = kwargs.pop("clock", None) or FakeClock(start_ns=1_000 * MS)
+    plan = plan or FaultPlan()
+    at, count = lost if lost is not None else (frames, 0)
+    if count:
+        lose_frames(plan, at, count)
+    trigger = SimInput(clock)
+    line = build_line(plan, frames=frames, clock=clock, trigger=trigger, trigger_window=TriggerWindow(*window), **kwargs)
+    truth = line_truth_after_loss(at, count, gap=3, frames_per_part=3)
+    line.source.truth = truth
+    barrier = BarrierTrigger(trigger, clock, lambda j: line_truth(j, gap=3, frames_per_part=3), frames + count,
+                             lead_s, skip=skip)
+    line.harness.on_tick.append(barrier.tick)
+    return line, barrier
+
+
+def check_each_trigger_once(summary: Any, runtime: Any, barrier: BarrierTrigger) -> dict[int, Any]:
+    """Every trigger has exactly one record and one slot holding its verdict, and rejecting slots opened.
+
+    Returns the records by trigger id. A record of a seen part shows the real part its trigger announced
+    (no decision lands on another part's slot).
+    """
+    records = {r.part_id: r for r in summary.part_records}
+    assert sorted(r.part_id for r in summary.part_records) == list(range(len(barrier.pulsed))), "one record per trigger"
+    assert summary.pulses["triggers"] == len(barrier.pulsed) == summary.parts
+    assert summary.parts == summary.accepted + summary.rejected + summary.fault_rejected
+    for trigger_id, record in records.items():
+        decision = runtime.scheduler.slot_decision(trigger_id)
+        assert decision is not None and decision.verdict.value == record.verdict, (record, decision)
+        if record.exit_reason != "unseen_trigger":
+            assert record.truth_part_id == barrier.parts[trigger_id], record
+    opened = {slot.part_id for slot in runtime.scheduler.history if slot.raised_ns is not None}
+    rejecting = {r.part_id for r in summary.part_records if r.verdict != "accept"}
+    assert rejecting <= opened, f"reject slots never opened: {sorted(rejecting - opened)}"
+    return records
