@@ -235,7 +235,8 @@ class RunRecorder:
         phantom = 0
         for record in self._records:
             if record.truth_part_id is None:
-                phantom += 1
+                # An unseen trigger is a real part the camera never saw (decided FAULT_REJECT), not a phantom.
+                phantom += record.exit_reason != "unseen_trigger"
                 continue
             decisions[record.truth_part_id] += 1
             first.setdefault(record.truth_part_id, record)
