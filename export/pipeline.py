@@ -18,16 +18,14 @@ from edge_ad.errors import BundleError, ConfigError, DataError, ExportError
 from edge_ad.preprocess import preprocess, to_model_inputs
 from edge_ad.trt_engine_cache import TRT_INT8_FILE, build_engine_command
 from export.bundle_writer import MODEL_FILE, operating_point, write_bundle_manifest
+from export.float_nodes import MAX_RETRY_LEVEL, FloatNodePlan, float_node_plan
 from export.int8_gate import Int8GateReport, Int8Tolerance, gate_set, run_int8_gate
 from export.onnx_graph import OPSET, add_metadata, export_detector
 from export.parity import ParityReport, ParityTolerance, run_parity
 from export.quantize import (
-    MAX_RETRY_LEVEL,
-    FloatNodePlan,
     PreprocessedReader,
     QuantizationSettings,
     calibration_batches,
-    float_node_plan,
     prepare_for_quantization,
     quantize_model,
 )

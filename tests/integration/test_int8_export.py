@@ -29,7 +29,8 @@ def int8_bundle(tiny_run: Path, tiny_dataset: Path, tmp_path_factory: pytest.Tem
     out = tmp_path_factory.mktemp("int8") / "bundle"
     # The plumbing under test, not the default limits: on ~20 held-out parts of the tiny model the
     # good ones sit within a few per cent of the threshold (it is set at their top), so one flip
-    # already breaks 99 %. The limits themselves are tested in tests/unit/test_quantize_gate.py.
+    # already breaks 99 %. The default limits' refusal is tested in tests/unit/test_quantize_gate.py
+    # (98 % agreement fails) and end to end in test_failed_int8_gate_leaves_nothing.
     export_run(
         tiny_run, out, data=tiny_dataset, precision="int8", target="tensorrt",
         int8=Int8Options(calibration_samples=8, gate_samples=24, retry=True, tolerance=Int8Tolerance(0.8, 0.05)),
@@ -46,6 +47,7 @@ def test_int8_bundle_verifies_and_says_what_stayed_float(int8_bundle: Path) -> N
     quantization = json.loads((int8_bundle / roles["quantization"]).read_text())
     assert quantization["calibration_samples"] == 8
     assert quantization["calibration_data_hash"].startswith("sha256:")
+    assert quantization["weight_rounding"] == "kernel-sum-preserving"
     # The soft clamp and the distance tail stay float, and are named in the manifest.
     int8 = onnx.load(str(int8_bundle / "model.int8.onnx"))
     float_ops = {n.op_type for n in int8.graph.node if n.name in manifest.float_nodes}

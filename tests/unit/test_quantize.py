@@ -13,18 +13,22 @@ from onnx import TensorProto, helper, numpy_helper
 from edge_ad.dataset import open_split
 from edge_ad.errors import ExportError
 from edge_ad.preprocess import PreprocessConfig
-from export.quantize import (
+from export.float_nodes import (
     MAX_RETRY_LEVEL,
-    PreprocessedReader,
-    calibration_batches,
     float_node_plan,
-    fold_pads_into_convs,
     head_convs,
     module_nodes,
-    quantize_model,
     scale_convs,
     soft_clamp_nodes,
     tail_nodes,
+)
+from export.quantize import (
+    PreprocessedReader,
+    calibration_batches,
+    fold_pads_into_convs,
+    preserve_kernel_sums,
+    quantize_model,
+    round_keeping_sums,
 )
 from tests.helpers.datasets import make_mvtec3d
 
@@ -187,3 +191,40 @@ def test_calibration_takes_good_parts_through_preprocess_and_hashes_them(tmp_pat
     assert reader.get_next() is first
     with pytest.raises(ExportError, match="at least one good sample"):
         PreprocessedReader([])
+
+
+def test_rounding_keeps_kernel_sums_and_stays_within_one_step() -> None:
+    # The first depthwise kernel of the tire run's Lite0, over its scale: rounded tap by tap the
+    # sum is +1 step (the float sum is -0.2), so a flat input gets an offset over the whole map.
+    grid = np.array([[-76.6, -11.4, 86.6, -127.0, 5.4, 120.6, 0.6, 0.6, 1.2]])
+    plain, kept = np.rint(grid), round_keeping_sums(grid)
+    assert plain.sum() == 1 and kept.sum() == 0
+    assert np.all(np.abs(kept - grid) < 1) and kept[0, 3] == -127  # the range-setting tap is exact
+    rng = np.random.default_rng(3)
+    rows = rng.normal(0, 40, (200, 25))
+    sums = round_keeping_sums(rows)
+    np.testing.assert_array_equal(sums.sum(axis=1), np.rint(rows.sum(axis=1)))
+    assert np.all(np.abs(sums - rows) < 1)
+    # Least squares among integer vectors with that sum: never worse than a random valid pick.
+    assert np.sum((sums - rows) ** 2) <= np.sum((np.floor(rows) + (rng.random(rows.shape) < 0.5) - rows) ** 2)
+    np.testing.assert_array_equal(round_keeping_sums(rows[:, :1]), np.rint(rows[:, :1]))  # 1x1 convs
+
+
+def test_quantized_convs_answer_a_flat_input_like_fp32(tmp_path: Path) -> None:
+    model = mini_flow_model()
+    # An edge detector: large taps summing to ~0, as BN folding leaves in EfficientNet's stem.
+    taps = np.array([127.0, 50.4, 20.4, 10.4, -60.6, -80.6, -40.6, -20.6, -5.6])  # in steps of 7.3 / 127
+    w_b = np.broadcast_to((taps * 7.3 / 127).reshape(3, 3), (8, 3, 3, 3)).astype(np.float32).copy()
+    assert abs(np.rint(taps).sum() - taps.sum()) > 1.5  # tap-by-tap rounding: 1.6 steps off
+    inits = {i.name: i for i in model.graph.initializer}
+    inits["w_b"].CopyFrom(numpy_helper.from_array(w_b, "w_b"))
+    onnx.save(model, str(tmp_path / "fp32.onnx"))
+    out = quantize_model(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", PreprocessedReader(_feeds(8)), float_node_plan(model))
+    q = onnx.load(str(out))
+    qi = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    weights = qi["w_b_quantized"].astype(np.float64) * qi["w_b_scale"].reshape(-1, 1, 1, 1)
+    step = qi["w_b_scale"].reshape(-1, 1)
+    float_sums, int_sums = w_b.sum(axis=(2, 3)), weights.sum(axis=(2, 3))
+    assert np.all(np.abs(int_sums - float_sums) <= 0.5 * step + 1e-9)  # half a step per (out, in) kernel
+    # Idempotent: already-kept sums change nothing.
+    assert preserve_kernel_sums(q, onnx.load(str(tmp_path / "fp32.onnx"))) == 0
