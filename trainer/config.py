@@ -47,6 +47,10 @@ class PreprocessSettings:
     depth_unit_scale: float = 100.0
     mask_dilate_px: int = 8
     foreground: dict[str, Any] | None = None
+    # How depth is measured (edge_ad.preprocess.PreprocessConfig checks the values); the defaults are AST's.
+    depth_reference: str = "foreground_mean"
+    depth_median_px: int = 0
+    depth_clip_m: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ import numpy as np
 from edge_ad.dataset import SampleRef
 
 CACHE_ENV = "EDGE_AD_CACHE"
-CACHE_VERSION = 1  # bump when the file layout below changes
+# Bump when the file layout below or the preprocessing code changes (the preprocess fingerprint covers
+# its settings, not its code: a changed preprocess() with the same settings must not reuse old inputs).
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:

@@ -32,7 +32,7 @@ def demo(
     preset: Annotated[str, typer.Option("--preset", help="Training preset.")] = "ast-edge",
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Override the preset's epochs (teacher and student).")
-    ] = 12,
+    ] = None,
     parts: Annotated[int, typer.Option("--parts", min=1, help="Parts to send down the synthetic line.")] = 60,
     seed: Annotated[int, typer.Option("--seed", help="Seed for data, training and the line.")] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete OUT first instead of reusing its data.")] = False,

@@ -239,3 +239,22 @@ def test_depth_options_are_checked_and_fingerprinted() -> None:
                 PreprocessConfig(depth_median_px=3).fingerprint()}) == 3  # fmt: skip
     # Older run configs and manifests without the fields keep AST's behaviour.
     assert PreprocessConfig.from_dict({}).depth_reference == "foreground_mean"
+
+
+def test_part_top_reference_looks_alike_on_low_and_tall_parts() -> None:
+    config = PreprocessConfig(
+        image_size=64, depth_size=32, mask_dilate_px=4, depth_unit_scale=1000.0,
+        depth_reference="part_top", depth_clip_m=0.005,
+    )  # fmt: skip
+    outs = []
+    for height_m in (0.015, 0.035):
+        scene = small_scene(box_size_m=(0.12, 0.09, height_m), tilt_deg=4.0)
+        out = preprocess(scene_rgb(), scene.xyz, config)
+        top = cv2.erode(scene.silhouette.astype(np.uint8), np.ones((31, 31), np.uint8))
+        top = cv2.resize(top.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.99
+        box_cells = cv2.resize(scene.silhouette.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0
+        np.testing.assert_allclose(out.depth[0][top], 0.0, atol=0.05)  # flat top: 0 mm
+        # The belt, inside and outside the mask, sits about 5 mm below (tanh saturation), not at -height.
+        np.testing.assert_allclose(out.depth[0][~box_cells], -5.0 * np.tanh(height_m / 0.005), atol=0.05)
+        outs.append(out.depth[0][~box_cells].mean())
+    assert abs(outs[0] - outs[1]) < 0.05  # 15 mm and 35 mm parts: the same belt reading

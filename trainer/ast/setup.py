@@ -117,13 +117,12 @@ def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = Tru
     return ASTParts(backbone if uses_rgb else None, info, preprocess, model)
 
 
-# PreprocessConfig fields a preset's ``preprocess`` section may set beyond the ones named above;
-# those it lacks keep PreprocessConfig's defaults (AST's behaviour).
+# How depth is measured: passed from the preset's ``preprocess`` section to PreprocessConfig as they are.
 _DEPTH_FIELDS = ("depth_reference", "depth_median_px", "depth_clip_m")
 
 
 def _depth_options(preprocess: Any) -> dict[str, Any]:
-    return {name: getattr(preprocess, name) for name in _DEPTH_FIELDS if hasattr(preprocess, name)}
+    return {name: getattr(preprocess, name) for name in _DEPTH_FIELDS}
 
 
 def rebuild_backbone(info: dict[str, Any]) -> nn.Module:
