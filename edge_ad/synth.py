@@ -52,6 +52,7 @@ __all__ = [
     "sample_defect",
     "sample_part",
     "sample_rig",
+    "dataset_rig",
 ]
 
 GENERATOR_VERSION = "1"
@@ -187,6 +188,15 @@ def render_scene(
     )
 
 
+def dataset_rig(seed: int, config: SynthConfig = DEFAULT_CONFIG) -> Rig:
+    """The camera, belt and light of the dataset :func:`generate_dataset` writes for ``seed``.
+
+    A synthetic line built on this rig is the same station the dataset was recorded at, as a real
+    line is the station its training parts were recorded at.
+    """
+    return sample_rig(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(99,))), config)
+
+
 def generate_dataset(
     out_root: Path,
     category: str,
@@ -208,7 +218,7 @@ def generate_dataset(
     start = time.perf_counter()
     root = Path(out_root) / category
     _prepare_folder(root, overwrite)
-    rig = sample_rig(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(99,))), config)
+    rig = dataset_rig(seed, config)
     jobs = [("train", GOOD, i) for i in range(config.n_train)]
     jobs += [("validation", GOOD, i) for i in range(config.n_validation)]
     jobs += [("test", GOOD, i) for i in range(config.n_test_good)]

@@ -33,7 +33,7 @@ def demo(
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Override the preset's epochs (teacher and student).")
     ] = None,
-    parts: Annotated[int, typer.Option("--parts", min=1, help="Parts to send down the synthetic line.")] = 60,
+    parts: Annotated[int, typer.Option("--parts", min=1, help="Parts to send down the synthetic line.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed for data, training and the line.")] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete OUT first instead of reusing its data.")] = False,
 ) -> None:
@@ -79,7 +79,8 @@ def demo(
     start = _step(4, f"inspect {parts} parts on a synthetic line, simulated reject output")
     run(
         bundle=bundle,
-        camera=f"synthetic:{seed + 1}",
+        camera=f"synthetic:{seed + 1}",  # new parts, never seen in training ...
+        rig_seed=seed,  # ... at the station (camera, belt) the training data came from
         gpio="sim",
         max_parts=parts,
         realtime=False,

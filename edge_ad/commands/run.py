@@ -26,10 +26,11 @@ def _camera_uri(camera: str, seed: int | None) -> str:
 
 def _source_options(
     scheme: str, *, speed: float | None, fps: float | None, defect_rate: float | None, size: int | None,
-    realtime: bool | None, max_parts: int | None,
+    realtime: bool | None, max_parts: int | None, rig_seed: int | None = None,
 ) -> dict[str, Any]:
     """Keyword options for ``open_source``: only what the user set, so a source refuses options it cannot take."""
-    given = {"fps": fps, "speed_mps": speed, "defect_rate": defect_rate, "width": size, "height": size}
+    given = {"fps": fps, "speed_mps": speed, "defect_rate": defect_rate, "width": size, "height": size,
+             "rig_seed": rig_seed}
     options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     if scheme == "synthetic":
         options["realtime"] = True if realtime is None else realtime
@@ -124,6 +125,10 @@ def run(
         float | None, typer.Option("--defect-rate", min=0.0, max=1.0, help="Share of defective synthetic parts (default 0.3).")
     ] = None,
     size: Annotated[int | None, typer.Option("--size", min=32, help="Synthetic image width and height in pixels (default 256).")] = None,
+    rig_seed: Annotated[
+        int | None,
+        typer.Option("--rig-seed", help="Synthetic line at the station (camera, belt) of the dataset `edge-ad synth --seed N` wrote."),
+    ] = None,
     realtime: Annotated[
         bool | None,
         typer.Option(
@@ -213,7 +218,8 @@ def run(
         uri = _camera_uri(camera, seed)
         scheme = parse_uri(uri)[0]
         options = _source_options(
-            scheme, speed=speed, fps=fps, defect_rate=defect_rate, size=size, realtime=realtime, max_parts=max_parts
+            scheme, speed=speed, fps=fps, defect_rate=defect_rate, size=size, realtime=realtime, max_parts=max_parts,
+            rig_seed=rig_seed,
         )
         source = open_source(uri, clock=clock, **options)
         info = source.info()

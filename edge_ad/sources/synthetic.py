@@ -89,18 +89,23 @@ class SyntheticLineSource(SourceBase):
         renderer: Renderer | None = None,
         clock: Clock | None = None,
         sleep: Callable[[float], None] | None = None,
+        rig_seed: int | None = None,
     ) -> None:
         self.seed = int(seed)
         self.line = line
         # Imported here so that a replay-only install (folder, bag) never loads the generator.
-        from edge_ad.synth import render_scene, sample_part, sample_rig
+        from edge_ad.synth import dataset_rig, render_scene, sample_part, sample_rig
 
         self._sample_part = sample_part
         self.synth = synth if synth is not None else SynthConfig()
         self.renderer: Renderer = renderer if renderer is not None else render_scene
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._sleep = sleep if sleep is not None else real_sleep
-        self.rig = sample_rig(np.random.default_rng([self.seed, 0x716]), self.synth)
+        # rig_seed: the station of the dataset generated with that seed (train there, inspect here).
+        if rig_seed is not None:
+            self.rig = dataset_rig(int(rig_seed), self.synth)
+        else:
+            self.rig = sample_rig(np.random.default_rng([self.seed, 0x716]), self.synth)
         # The visible belt, in belt coordinates (s along travel = image x, t across).
         s_lo, s_hi = float(self.rig.belt_s.min()), float(self.rig.belt_s.max())
         t_lo, t_hi = float(self.rig.belt_t.min()), float(self.rig.belt_t.max())
@@ -239,8 +244,12 @@ def open_synthetic(
     renderer: Renderer | None = None,
     clock: Clock | None = None,
     sleep: Callable[[float], None] | None = None,
+    rig_seed: int | None = None,
 ) -> SyntheticLineSource:
-    """``synthetic`` or ``synthetic:SEED`` -> SyntheticLineSource; ``width``/``height`` override the synth image size."""
+    """``synthetic`` or ``synthetic:SEED`` -> SyntheticLineSource; ``width``/``height`` override the synth image size.
+
+    ``rig_seed``: use the camera and belt of the dataset ``edge-ad synth --seed RIG_SEED`` wrote.
+    """
     try:
         seed = int(argument) if argument else 0
     except ValueError as exc:
@@ -249,4 +258,4 @@ def open_synthetic(
     config = synth if synth is not None else SynthConfig()
     if width is not None or height is not None:
         config = dataclasses.replace(config, width=width or config.width, height=height or config.height)
-    return SyntheticLineSource(seed, line, config, renderer=renderer, clock=clock, sleep=sleep)
+    return SyntheticLineSource(seed, line, config, renderer=renderer, clock=clock, sleep=sleep, rig_seed=rig_seed)

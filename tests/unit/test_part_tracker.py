@@ -121,7 +121,8 @@ def test_a_part_seen_only_through_faults_has_no_best_frame() -> None:
 
 def test_faults_inside_a_part_keep_it_open_and_never_become_best() -> None:
     tracker = PartTracker(TrackerConfig(enter_frames=2, leave_frames=2))
-    observations = [seen(0), faulted(1), faulted(2), seen(3, (20, 10, 90, 70)), empty(4), empty(5)]
+    # seen(3) is as centred as seen(0) and larger: the best view; the faulted frames never are.
+    observations = [seen(0), faulted(1), faulted(2), seen(3, (25, 15, 75, 65)), empty(4), empty(5)]
     (part,) = feed(tracker, observations)
     assert part.best is observations[3] and part.fault_frames == 2 and not part.all_faults
 
@@ -199,3 +200,12 @@ def test_config_is_validated() -> None:
         TrackerConfig(enter_frames=5, max_frames_per_part=3)
     with pytest.raises(ConfigError, match="roi"):
         TrackerConfig(roi=(0.5, 0.0, 0.2, 1.0))
+
+
+def test_best_view_is_the_most_centred_whole_part_not_the_largest() -> None:
+    """Off-centre views show other walls and light than the centred training parts: centred wins."""
+    tracker = PartTracker(TrackerConfig(enter_frames=1, leave_frames=1))
+    off_centre_large = seen(0, (5, 5, 60, 60))
+    centred_small = seen(1, (35, 25, 65, 55))
+    (part,) = feed(tracker, [off_centre_large, centred_small, empty(2)])
+    assert part.best is centred_small

@@ -238,3 +238,16 @@ def test_frame_step_handles_gaps_repeats_wraps_and_restarts() -> None:
     assert frame_step(COUNTER_MODULUS - 2, 1) == 3  # across the wrap: two lost, not four billion
     assert frame_step(COUNTER_MODULUS - 1, 0) == 1  # a clean wrap is no gap
     assert frame_step(5_000_000, 3) == 1  # counter restarted (reconnect): next frame, no gap
+
+
+def test_synthetic_line_can_stand_at_a_datasets_station() -> None:
+    """rig_seed: the line's camera and belt are those of the dataset generated with that seed."""
+    from edge_ad.synth import SynthConfig, dataset_rig
+
+    config = SynthConfig(width=64, height=64)
+    line = open_source("synthetic:5", rig_seed=2, width=64, height=64)
+    expected = dataset_rig(2, config)
+    assert line.rig.intrinsics == expected.intrinsics
+    assert np.allclose(line.rig.belt_s, expected.belt_s)
+    other = open_source("synthetic:5", width=64, height=64)
+    assert not np.allclose(other.rig.belt_s, expected.belt_s)
