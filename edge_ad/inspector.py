@@ -23,7 +23,14 @@ from edge_ad.clock import Clock, MonotonicClock, elapsed_ms
 from edge_ad.decision import Decision, FaultReason, decide, fault
 from edge_ad.errors import ConfigError, DataError, GeometryError, InferenceError, PlaneFitError
 from edge_ad.frame import Frame
-from edge_ad.geometry import FULL_ROI, ForegroundConfig, Presence, part_presence
+from edge_ad.geometry import (
+    FULL_ROI,
+    ForegroundConfig,
+    ForegroundResult,
+    Presence,
+    extract_foreground,
+    part_presence,
+)
 from edge_ad.manifest import ENGINE_DIR
 from edge_ad.preprocess import Preprocessed, preprocess, to_model_inputs
 from edge_ad.scoring import ScoreResult, score_outputs
@@ -43,11 +50,14 @@ class Observation:
     fault: FaultReason | None = None
     fault_detail: str = ""
     preprocess_ms: float = 0.0
+    # Lazy mode: the geometry already done, kept so the model inputs are made only if this frame is scored.
+    xyz: np.ndarray | None = field(default=None, repr=False)
+    foreground: ForegroundResult | None = field(default=None, repr=False)
 
     @property
     def usable(self) -> bool:
-        """True when the frame can be scored."""
-        return self.fault is None and self.sample is not None
+        """True when the frame can be scored (its model inputs may still be made when it is)."""
+        return self.fault is None
 
     @property
     def part_present(self) -> bool | None:
@@ -76,11 +86,14 @@ class Inspector:
         clock: Clock | None = None,
         min_area_fraction: float | None = None,
         foreground: ForegroundConfig | None = None,
+        lazy: bool = False,
     ) -> None:
         """Pair ``bundle`` with an open ``backend``; BundleError when the backend's I/O differs from the manifest.
 
         ``foreground`` replaces the bundle's foreground settings: a station's calibrated belt plane and
-        region of interest belong to the station, not to the model.
+        region of interest belong to the station, not to the model. ``lazy``: :meth:`observe` does
+        only the geometry (depth checks, foreground, presence) and :meth:`score` makes the model inputs
+        of the one frame it scores; the line tracks parts on every frame but scores one per part.
         """
         check_backend_matches(
             bundle.manifest, backend.input_spec(), backend.output_spec(), f"backend for {bundle.root}"
@@ -93,6 +106,7 @@ class Inspector:
         if foreground is not None:
             self.config = dataclasses.replace(self.config, foreground=foreground)
         self.threshold = bundle.manifest.scoring.threshold.value
+        self.lazy = lazy
 
     @classmethod
     def from_bundle(
@@ -104,6 +118,7 @@ class Inspector:
         min_area_fraction: float | None = None,
         precision: str | None = None,
         foreground: ForegroundConfig | None = None,
+        lazy: bool = False,
         **backend_options: Any,
     ) -> Inspector:
         """Verify the bundle at ``path`` (BundleError if bad) and open its model with ``backend``.
@@ -121,7 +136,9 @@ class Inspector:
         else:
             model = bundle.model_path(precision)
         engine = create_backend(backend, model, **backend_options)
-        return cls(bundle, engine, clock=clock, min_area_fraction=min_area_fraction, foreground=foreground)
+        return cls(
+            bundle, engine, clock=clock, min_area_fraction=min_area_fraction, foreground=foreground, lazy=lazy
+        )
 
     def observe(self, frame: Frame) -> Observation:
         """Geometry and preprocessing for one frame; an unusable frame gives an Observation with ``fault`` set."""
@@ -130,21 +147,24 @@ class Inspector:
         presence: Presence | None = None
         reason: FaultReason | None = None
         detail = ""
+        xyz: np.ndarray | None = None
+        foreground: ForegroundResult | None = None
         try:
             xyz = self._checked_xyz(frame)
-            sample = preprocess(frame.color, xyz, self.config)
-            if sample.foreground is not None:
-                presence = self._presence(sample)
-        except PlaneFitError as exc:
-            reason, detail = FaultReason.PLANE_FIT, str(exc)
-        except GeometryError as exc:
-            reason, detail = FaultReason.INVALID_DEPTH, str(exc)
-        except (DataError, ConfigError) as exc:
-            reason, detail = FaultReason.INVALID_INPUT, str(exc)
+            if self.lazy:
+                if xyz is not None and self.config.foreground is not None:
+                    foreground = extract_foreground(xyz, self.config.foreground)
+            else:
+                sample = preprocess(frame.color, xyz, self.config)
+                foreground = sample.foreground
+            if foreground is not None:
+                presence = self._presence(foreground)
+        except (GeometryError, DataError, ConfigError) as exc:
+            reason, detail = _fault_of(exc)
         if reason is not None:
-            sample, presence = None, None
+            sample, presence, xyz, foreground = None, None, None, None
         took = elapsed_ms(start, self.clock.now_ns())
-        return Observation(frame, sample, presence, reason, detail, took)
+        return Observation(frame, sample, presence, reason, detail, took, xyz, foreground)
 
     def score(self, observation: Observation) -> Inspection:
         """Model, scoring and decision for an observation; every failure becomes FAULT_REJECT with its reason."""
@@ -152,9 +172,18 @@ class Inspector:
         if not observation.usable:
             decision = fault(observation.fault or FaultReason.INVALID_INPUT, observation.fault_detail)
             return self._inspection(observation, decision, None, timings)
+        sample = observation.sample
+        if sample is None:  # lazy mode: this frame is the one scored, so make its model inputs now
+            start = self.clock.now_ns()
+            try:
+                sample = preprocess(observation.frame.color, observation.xyz, self.config, observation.foreground)
+            except (GeometryError, DataError, ConfigError) as exc:
+                timings["preprocess"] += elapsed_ms(start, self.clock.now_ns())
+                return self._inspection(observation, fault(*_fault_of(exc)), None, timings)
+            timings["preprocess"] += elapsed_ms(start, self.clock.now_ns())
         start = self.clock.now_ns()
         try:
-            outputs = self.backend.infer(to_model_inputs([observation.sample]))  # type: ignore[list-item]
+            outputs = self.backend.infer(to_model_inputs([sample]))
         except InferenceError as exc:
             timings["inference"] = elapsed_ms(start, self.clock.now_ns())
             return self._inspection(observation, fault(FaultReason.INFERENCE_ERROR, str(exc)), None, timings)
@@ -216,12 +245,11 @@ class Inspector:
         except ValueError as exc:  # intrinsics disagree with the depth size
             raise GeometryError(f"frame {frame.frame_number}: {exc}") from exc
 
-    def _presence(self, sample: Preprocessed) -> Presence:
-        foreground = sample.foreground
+    def _presence(self, foreground: ForegroundResult) -> Presence:
         roi = self.config.foreground.roi if self.config.foreground is not None else FULL_ROI
         if self.min_area_fraction is None:
-            return part_presence(foreground.mask, roi)  # type: ignore[union-attr]
-        return part_presence(foreground.mask, roi, self.min_area_fraction)  # type: ignore[union-attr]
+            return part_presence(foreground.mask, roi)
+        return part_presence(foreground.mask, roi, self.min_area_fraction)
 
     def _inspection(
         self,
@@ -232,3 +260,12 @@ class Inspector:
     ) -> Inspection:
         timings["total"] = timings["preprocess"] + timings["inference"] + timings["scoring"]
         return Inspection(observation, decision, result, timings)
+
+
+def _fault_of(exc: Exception) -> tuple[FaultReason, str]:
+    """The fault reason of an error raised while making a frame's model inputs."""
+    if isinstance(exc, PlaneFitError):
+        return FaultReason.PLANE_FIT, str(exc)
+    if isinstance(exc, GeometryError):
+        return FaultReason.INVALID_DEPTH, str(exc)
+    return FaultReason.INVALID_INPUT, str(exc)

@@ -135,9 +135,13 @@ class Preprocessed:
     foreground: ForegroundResult | None
 
 
-def preprocess(rgb: np.ndarray, xyz: np.ndarray | None, config: PreprocessConfig) -> Preprocessed:
+def preprocess(
+    rgb: np.ndarray, xyz: np.ndarray | None, config: PreprocessConfig, foreground: ForegroundResult | None = None
+) -> Preprocessed:
     """Turn one RGB(-D) sample into model inputs (see the module docstring for each step).
 
+    ``foreground``: :func:`extract_foreground` of this ``xyz`` with ``config.foreground``, when the
+    caller already has it (the line finds parts on every frame but models only the best one).
     Raises DataError for malformed inputs, GeometryError / PlaneFitError for unusable depth.
     An empty foreground (no part in view) gives an all-zero mask and depth with ``has_mask`` True.
     """
@@ -157,7 +161,7 @@ def preprocess(rgb: np.ndarray, xyz: np.ndarray | None, config: PreprocessConfig
         z_dense = _dense_depth_without_foreground(xyz)
         mask = np.ones((size, size), bool)
     else:
-        result = extract_foreground(xyz, config.foreground)
+        result = foreground if foreground is not None else extract_foreground(xyz, config.foreground)
         z_dense = result.z_filled
         # AST: bilinear downsampling, then any overlap with the part counts, then an 8x8 growth.
         overlap = cv2.resize(result.raw_mask.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)

@@ -207,7 +207,10 @@ def run(
         if backend == "onnxruntime":
             backend_options["intra_op_num_threads"] = threads
     # 1. The model first: nothing on the line moves until the bundle is proven good.
-    inspector = Inspector.from_bundle(bundle, backend=backend, clock=clock, precision=precision, **backend_options)
+    # Lazy: every frame gets geometry (part presence), only the part's best frame gets model inputs.
+    inspector = Inspector.from_bundle(
+        bundle, backend=backend, clock=clock, precision=precision, lazy=True, **backend_options
+    )
     # 2. The outputs next, de-energised: the line is in its wired safe state before the camera opens.
     line = open_line_io(
         clock, gpio, polarity=polarity, board=board, encoder=encoder, encoder_offset=encoder_offset,
@@ -338,7 +341,7 @@ def _run_station(
     # The station's geometry (a calibrated belt plane, its ROI) replaces the bundle's foreground settings.
     inspector = Inspector.from_bundle(
         bundle, backend=st.model.backend, clock=clock, precision=st.model.precision,
-        foreground=st.foreground_config(), **options
+        foreground=st.foreground_config(), lazy=True, **options
     )
     if st.decision.threshold is not None:
         inspector.threshold = st.decision.threshold  # the station's own calibration wins over the bundle's

@@ -188,3 +188,21 @@ def test_backend_that_does_not_fit_the_bundle_is_refused(tmp_path: Path, bundle_
     wrong_backend = OnnxRuntimeBackend(other / "model.onnx", intra_op_num_threads=1)
     with pytest.raises(BundleError, match="inputs do not match the manifest"):
         Inspector(load_bundle(bundle_dir), wrong_backend)
+
+
+def test_lazy_inspector_makes_model_inputs_only_for_the_scored_frame(tmp_path: Path) -> None:
+    """The line observes every frame but models one per part: same score, preprocessing deferred."""
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    eager = Inspector.from_bundle(bundle)
+    lazy = Inspector.from_bundle(bundle, lazy=True)
+    frame = make_box_frame(bump_m=0.01)
+    observed = lazy.observe(frame)
+    assert observed.usable and observed.sample is None and observed.part_present
+    scored = lazy.score(observed)
+    assert scored.result is not None
+    assert scored.result.score == pytest.approx(eager.inspect(frame).result.score, rel=1e-6)
+    # A frame whose depth is unusable is still refused at observe time, before any model input exists.
+    bad = make_box_frame()
+    bad.depth[:] = 0.0
+    refused = lazy.observe(bad)
+    assert not refused.usable and lazy.score(refused).decision.is_fault
