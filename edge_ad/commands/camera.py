@@ -64,13 +64,13 @@ def record(
 
     Stops after --count samples, or when a finite source (bag, folder) ends. Exits 5 when the camera fails or stays silent.
     """
-    from edge_ad.commands.run import _source_options
+    from edge_ad.commands.run_support import source_options
     from edge_ad.recorder import RecordSettings
     from edge_ad.recorder import record as record_samples
     from edge_ad.sources import open_source, parse_uri
 
     scheme = parse_uri(camera)[0]
-    options = _source_options(
+    options = source_options(
         scheme, speed=None, fps=fps, defect_rate=defect_rate, size=size, realtime=realtime, max_parts=None
     )
     source = open_source(camera, **options)

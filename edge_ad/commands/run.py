@@ -8,35 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from edge_ad.commands._common import console, err_console, handle_errors
-
-
-def _camera_uri(camera: str, seed: int | None) -> str:
-    """``--camera`` with ``--seed`` folded in (synthetic:SEED in the URI wins)."""
-    from edge_ad.errors import ConfigError
-    from edge_ad.sources import parse_uri
-
-    scheme, argument = parse_uri(camera)
-    if seed is None:
-        return camera
-    if scheme != "synthetic":
-        raise ConfigError(f"--seed applies to the synthetic camera only, not {camera!r}")
-    return camera if argument is not None else f"synthetic:{seed}"
-
-
-def _source_options(
-    scheme: str, *, speed: float | None, fps: float | None, defect_rate: float | None, size: int | None,
-    realtime: bool | None, max_parts: int | None, rig_seed: int | None = None,
-) -> dict[str, Any]:
-    """Keyword options for ``open_source``: only what the user set, so a source refuses options it cannot take."""
-    given = {"fps": fps, "speed_mps": speed, "defect_rate": defect_rate, "width": size, "height": size,
-             "rig_seed": rig_seed}
-    options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
-    if scheme == "synthetic":
-        options["realtime"] = True if realtime is None else realtime
-        if max_parts is not None:
-            options["parts"] = max_parts  # the line ends once the parts asked for have passed
-    return options
+from edge_ad.commands._common import err_console, handle_errors
+from edge_ad.commands.run_support import (
+    camera_uri,
+    monitor_config,
+    report,
+    run_monitored,
+    run_station,
+    source_options,
+    trigger_window,
+)
 
 
 @handle_errors
@@ -191,12 +172,12 @@ def run(
 
         raise ConfigError("--trigger: a station file has no trigger pin yet; run without --station to use a trigger")
     if station is not None:
-        _run_station(
+        run_station(
             station, bundle, clock, max_parts=max_parts, max_frames=max_frames, duration=duration,
             realtime=realtime, notify=notify, sim_file=gpio_file, json_file=json_file,
         )
         return
-    monitor_config = _monitor_config(metrics_port, metrics_host, archive, archive_max_mb, archive_accepts, log_file)
+    monitoring = monitor_config(metrics_port, metrics_host, archive, archive_max_mb, archive_accepts, log_file)
     if bundle is None:
         from edge_ad.errors import ConfigError
 
@@ -215,12 +196,12 @@ def run(
     line = open_line_io(
         clock, gpio, polarity=polarity, board=board, encoder=encoder, encoder_offset=encoder_offset,
         encoder_lead=encoder_lead, notify=notify, sim_file=gpio_file,
-        trigger=trigger, trigger_window=_trigger_window(trigger, trigger_min, trigger_max),
+        trigger=trigger, trigger_window=trigger_window(trigger, trigger_min, trigger_max),
     )
     try:
-        uri = _camera_uri(camera, seed)
+        uri = camera_uri(camera, seed)
         scheme = parse_uri(uri)[0]
-        options = _source_options(
+        options = source_options(
             scheme, speed=speed, fps=fps, defect_rate=defect_rate, size=size, realtime=realtime, max_parts=max_parts,
             rig_seed=rig_seed,
         )
@@ -248,124 +229,11 @@ def run(
             supervisor=SupervisorConfig(stall_fault_ms=stall_ms, infer_timeout_ms=infer_timeout_ms),
         )
         err_console.print(f"inspecting {info.name} ({info.width}x{info.height}) with {bundle} on {backend}; Ctrl-C stops")
-        summary = _run_monitored(source, inspector, line, config, clock, monitor_config)
+        summary = run_monitored(source, inspector, line, config, clock, monitoring)
     finally:
         line.close()  # idempotent: the run already released them unless it failed to start
         inspector.close()
-    _report(summary, json_file, camera)
-
-
-def _trigger_window(trigger: str | None, min_s: float | None, max_s: float | None) -> Any:
-    """The trigger match window from ``--trigger-min`` / ``--trigger-max`` (the library's defaults for the rest)."""
-    from edge_ad.errors import ConfigError
-    from edge_ad.line.trigger_match import TriggerWindow
-
-    given = {"min_s": min_s, "max_s": max_s}
-    if trigger is None:
-        if min_s is not None or max_s is not None:
-            raise ConfigError("--trigger-min / --trigger-max apply with --trigger only")
-        return None
-    return TriggerWindow(**{key: value for key, value in given.items() if value is not None})
-
-
-def _monitor_config(
-    port: int | None, host: str, archive: Path | None, archive_max_mb: float, accepts: int, log_file: Path | None
-) -> Any:
-    """The monitor the command-line options ask for (None when none is asked for)."""
-    from edge_ad.monitor import MonitorConfig
-    from edge_ad.monitor.archive import ArchiveConfig
-    from edge_ad.monitor.logs import LogConfig
-
-    if port is None and archive is None and log_file is None:
-        return None
-    return MonitorConfig(
-        archive=ArchiveConfig(archive, max_bytes=int(archive_max_mb * 1024 * 1024), accept_every=accepts)
-        if archive is not None else None,
-        metrics_port=port,
-        metrics_host=host,
-        log=LogConfig(path=log_file) if log_file is not None else None,
-    )
-
-
-def _run_monitored(source: Any, inspector: Any, line: Any, config: Any, clock: Any, monitor_config: Any) -> Any:
-    """The loop with its monitor (metrics endpoint, reject archive, logs), closed however the run ends."""
-    from edge_ad.monitor import Monitor
-    from edge_ad.runtime import run_inspection
-
-    monitor = Monitor.open(monitor_config, clock) if monitor_config is not None else None
-    if monitor is not None and monitor_config.metrics_port is not None:
-        err_console.print(f"metrics on http://{monitor_config.metrics_host}:{monitor_config.metrics_port}/metrics")
-    try:
-        return run_inspection(source, inspector, line, config, clock, handle_signals=True, monitor=monitor)
-    finally:
-        if monitor is not None:
-            monitor.close()
-
-
-def _report(summary: Any, json_file: Path | None, camera: str) -> None:
-    """Print the summary (and write its JSON); a camera that failed the run exits 5."""
-    from edge_ad.errors import CameraError
-    from edge_ad.run_summary import summary_table
-
-    console.print(summary_table(summary))
-    if json_file is not None:
-        summary.write_json(json_file)
-        console.print(f"summary written to {json_file}")
-    if summary.error is not None:
-        raise CameraError(f"{camera}: {summary.error}")
-
-
-def _run_station(
-    station_file: Path, bundle: Path | None, clock: Any, *, max_parts: int | None, max_frames: int | None,
-    duration: float | None, realtime: bool | None, notify: bool, sim_file: Path | None, json_file: Path | None,
-) -> None:
-    """``edge-ad run --station S.yaml``: everything the station file says, in the same safe order."""
-    import cv2
-
-    from edge_ad.config import load_station
-    from edge_ad.errors import ConfigError
-    from edge_ad.inspector import Inspector
-    from edge_ad.runtime_setup import open_line_io
-    from edge_ad.station_camera import open_station_source
-    from edge_ad.supervisor import SupervisorConfig
-
-    st = load_station(station_file)  # the runtime never starts on a partial config (exit 2)
-    bundle = bundle if bundle is not None else st.bundle_path()
-    if bundle is None:
-        raise ConfigError(f"{station_file}: model.bundle is not set; give --bundle")
-    options: dict[str, Any] = {}
-    if st.model.threads is not None:
-        cv2.setNumThreads(st.model.threads)
-        if st.model.backend == "onnxruntime":
-            options["intra_op_num_threads"] = st.model.threads
-    # The station's geometry (a calibrated belt plane, its ROI) replaces the bundle's foreground settings.
-    inspector = Inspector.from_bundle(
-        bundle, backend=st.model.backend, clock=clock, precision=st.model.precision,
-        foreground=st.foreground_config(), lazy=True, **options
-    )
-    if st.decision.threshold is not None:
-        inspector.threshold = st.decision.threshold  # the station's own calibration wins over the bundle's
-    outputs = st.outputs
-    pins = {name.removesuffix("_pin"): pin for name, pin in outputs.pins().items()}
-    line = open_line_io(
-        clock, outputs.backend, polarity=st.reject.polarity if outputs.backend != "sim" else None,
-        notify=notify, sim_file=sim_file, pins=pins if outputs.backend != "sim" else None, chip=outputs.chip,
-    )
-    try:
-        source, _ignored = open_station_source(st, clock=clock)
-        info = source.info()
-        paced = True if realtime is None else realtime
-        config = st.runtime_config(
-            max_parts=max_parts, max_frames=max_frames, duration_s=duration, lossless=not paced,
-            tracker=st.tracker_config(per_frame=info.frame_is_part),
-            supervisor=SupervisorConfig(stall_fault_ms=st.camera.stall_fault_ms),
-        )
-        err_console.print(f"station {st.station.name}: inspecting {info.name} with {bundle}; Ctrl-C stops")
-        summary = _run_monitored(source, inspector, line, config, clock, st.monitor_config())
-    finally:
-        line.close()
-        inspector.close()
-    _report(summary, json_file, st.camera.uri)
+    report(summary, json_file, camera)
 
 
 def register(app: typer.Typer) -> None:
