@@ -108,7 +108,7 @@ def run(
     size: Annotated[int | None, typer.Option("--size", min=32, help="Synthetic image width and height in pixels (default 256).")] = None,
     rig_seed: Annotated[
         int | None,
-        typer.Option("--rig-seed", help="Synthetic line at the station (camera, belt) of the dataset `edge-ad synth --seed N` wrote."),
+        typer.Option("--rig-seed", help="Synthetic line at the station (camera, belt) of the dataset `edge-ad synth --seed N` wrote (default: the line's seed)."),
     ] = None,
     realtime: Annotated[
         bool | None,

@@ -3,7 +3,8 @@
 Parts travel along the image x axis (the belt's s axis) at ``speed_mps``, one behind the other
 with a belt gap between them, so each part is seen alone for several frames and empty-belt
 frames separate parts. Part ``i`` is defective with probability ``defect_rate`` (type drawn from
-the synth list). The rig (camera, belt, light) is drawn once from the seed, each part once when
+the synth list). The rig (camera, belt, light) is the station of the dataset ``edge-ad synth`` writes
+for the same seed (or ``rig_seed``), so a model trained on it inspects its own station; each part is drawn once when
 it enters; everything is a pure function of the seed and the frame number, so runs reproduce.
 """
 
@@ -94,18 +95,16 @@ class SyntheticLineSource(SourceBase):
         self.seed = int(seed)
         self.line = line
         # Imported here so that a replay-only install (folder, bag) never loads the generator.
-        from edge_ad.synth import dataset_rig, render_scene, sample_part, sample_rig
+        from edge_ad.synth import dataset_rig, render_scene, sample_part
 
         self._sample_part = sample_part
         self.synth = synth if synth is not None else SynthConfig()
         self.renderer: Renderer = renderer if renderer is not None else render_scene
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._sleep = sleep if sleep is not None else real_sleep
-        # rig_seed: the station of the dataset generated with that seed (train there, inspect here).
-        if rig_seed is not None:
-            self.rig = dataset_rig(int(rig_seed), self.synth)
-        else:
-            self.rig = sample_rig(np.random.default_rng([self.seed, 0x716]), self.synth)
+        # The station (camera, belt, light) is that of the dataset `edge-ad synth --seed RIG_SEED` wrote
+        # (default: this line's seed), so a model trained on that dataset inspects the same station.
+        self.rig = dataset_rig(int(rig_seed if rig_seed is not None else self.seed), self.synth)
         # The visible belt, in belt coordinates (s along travel = image x, t across).
         s_lo, s_hi = float(self.rig.belt_s.min()), float(self.rig.belt_s.max())
         t_lo, t_hi = float(self.rig.belt_t.min()), float(self.rig.belt_t.max())
@@ -248,7 +247,8 @@ def open_synthetic(
 ) -> SyntheticLineSource:
     """``synthetic`` or ``synthetic:SEED`` -> SyntheticLineSource; ``width``/``height`` override the synth image size.
 
-    ``rig_seed``: use the camera and belt of the dataset ``edge-ad synth --seed RIG_SEED`` wrote.
+    ``rig_seed``: use the camera and belt of the dataset ``edge-ad synth --seed RIG_SEED`` wrote
+    (default: SEED's, so ``synthetic`` is the station of ``edge-ad synth``'s default seed 0).
     """
     try:
         seed = int(argument) if argument else 0
