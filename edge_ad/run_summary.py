@@ -29,10 +29,12 @@ STAGE_INFERENCE = "inference"
 STAGE_END_TO_END = "end_to_end"
 STAGES = (STAGE_PREPROCESS, STAGE_INFERENCE, STAGE_END_TO_END)
 DROP_REASONS = ("queue_full", "timeout", "duplicate", "gap", "camera_error", "stopped")
-# Per-part records kept for the JSON report; a long run keeps counting but stops logging.
-MAX_PART_RECORDS = 100_000
-# Latency percentiles come from the most recent samples per stage, so a run of days keeps flat memory.
-LATENCY_WINDOW = 100_000
+# Per-part records kept for the JSON report (about 1 KB each); a long run keeps counting but stops
+# logging parts, so a line running for weeks holds at most ~10 MB of them.
+MAX_PART_RECORDS = 10_000
+# Latency percentiles come from the most recent samples per stage (20k: ~11 minutes at 30 fps), so a run
+# of days keeps flat memory.
+LATENCY_WINDOW = 20_000
 
 
 @dataclass(frozen=True)
