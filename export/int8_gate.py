@@ -9,9 +9,8 @@ at most 0.5 points. Differences are also reported relative to the threshold, lik
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from edge_ad.dataset import Sample, open_split
 from edge_ad.detection_metrics import auroc
 from edge_ad.errors import DataError, ExportError
 from edge_ad.preprocess import PreprocessConfig, preprocess, to_model_inputs
+from export.parity import GateReportDict
 
 SYNTHETIC_SEED = 1234
 
@@ -46,7 +46,7 @@ class GateSet:
 
 
 @dataclass(frozen=True)
-class Int8GateReport:
+class Int8GateReport(GateReportDict):
     """What the gate measured; ``auroc_*`` are None when the set has a single class."""
 
     samples: int
@@ -62,12 +62,6 @@ class Int8GateReport:
     threshold: float
     passed: bool
     failures: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form for the export report."""
-        data = asdict(self)
-        data["failures"] = list(self.failures)
-        return data
 
 
 def paint_synthetic_defect(sample: Sample, rng: np.random.Generator) -> Sample:

@@ -23,8 +23,18 @@ class ParityTolerance:
     decision_agreement: float = 1.0  # share of samples on the same side of the threshold
 
 
+class GateReportDict:
+    """JSON form shared by the export gates' reports (frozen dataclasses with a ``failures`` tuple)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for the export report."""
+        data = asdict(self)  # type: ignore[call-overload]
+        data["failures"] = list(data["failures"])
+        return data
+
+
 @dataclass(frozen=True)
-class ParityReport:
+class ParityReport(GateReportDict):
     """What the gate measured (all differences relative to the threshold)."""
 
     samples: int
@@ -34,12 +44,6 @@ class ParityReport:
     threshold: float
     passed: bool
     failures: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form for the export report."""
-        data = asdict(self)
-        data["failures"] = list(self.failures)
-        return data
 
 
 def run_parity(

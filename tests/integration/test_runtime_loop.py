@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from edge_ad.runtime import InspectionRuntime, RuntimeConfig, run_inspection
 from edge_ad.sources import SourceBase, SourceExhausted, SourceInfo, open_source
 from tests.helpers.bundles import make_tiny_bundle, tiny_preprocess_config
 from tests.helpers.datasets import make_mvtec3d
+from tests.helpers.faults import FakeInspection, FakeObservation
 
 # --- scripted source and fake inspector (no model) ------------------------------------------------
 
@@ -74,20 +74,6 @@ class ScriptedSource(SourceBase):
         if isinstance(step, Exception):
             raise step
         return small_frame(*step)
-
-
-@dataclass(frozen=True, eq=False)
-class FakeObservation:
-    frame: Frame
-    presence: Presence | None
-    fault: str | None = None
-    preprocess_ms: float = 1.0
-
-
-@dataclass(frozen=True)
-class FakeInspection:
-    decision: Decision
-    timings_ms: dict[str, float]
 
 
 class TruthInspector:
