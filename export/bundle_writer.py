@@ -43,7 +43,7 @@ class OperatingPoint:
 
 def operating_point(run_dir: Path, target_frr: float) -> OperatingPoint:
     """Threshold for ``target_frr`` on the run's good validation scores (never test data)."""
-    scores = np.asarray(load_validation_scores(run_dir).for_score("ast"), dtype=np.float64)
+    scores = np.asarray(load_validation_scores(run_dir).for_score(None), dtype=np.float64)
     choice = threshold_for_frr(scores, target_frr)
     stats = NormalizationStats.from_good_scores(scores, choice.threshold)
     digest = hashlib.sha256(json.dumps([float(s) for s in scores]).encode()).hexdigest()

@@ -141,6 +141,28 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     return data
 
 
+def choose_preset(model: str | None, preset: str | None) -> str:
+    """The preset to train: ``preset`` if given, else ``MODEL-edge`` for ``--model``, else ast-edge.
+
+    ConfigError when ``model`` has no ``-edge`` preset or ``preset`` belongs to another family.
+    """
+    if preset is None:
+        if model is None:
+            return DEFAULT_PRESET
+        if not (PRESET_DIR / f"{model}-edge.yaml").is_file():
+            families = sorted({name.rsplit("-", 1)[0] for name in list_presets()})
+            raise ConfigError(f"unknown model {model!r}; known: {', '.join(families)}")
+        return f"{model}-edge"
+    if model is not None:
+        family = load_preset(preset).get("family", "ast")
+        if family != model:
+            raise ConfigError(
+                f"--model {model} does not match preset {preset!r}, which trains {family!r}; "
+                f"drop one of the two (--model {model} alone uses {model}-edge)"
+            )
+    return preset
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` updated with ``override``, recursively for nested mappings (neither is modified)."""
     out = copy.deepcopy(dict(base))

@@ -9,7 +9,7 @@ JSON schema ``edge-ad/evaluation/1`` (the ``--json`` file; also ``RUN/metrics.js
 
     schema: "edge-ad/evaluation/1"
     run, category: names (never absolute paths)          (added by evaluate_run)
-    score: "ast" | "teacher-nll"
+    score: the score kind evaluated ("ast", "teacher-nll", or another family's)
     aggregation: "max" | "mean" | "mixed"                  max of the masked map when has_mask, mean otherwise
     counts: {test, good, defective, validation_good}
     image: {auroc, f1_max, f1_threshold, f1_precision, f1_recall}
@@ -238,7 +238,7 @@ def evaluate_run(
     run_dir: Path,
     data_root: Path,
     *,
-    score: str = "ast",
+    score: str | None = None,
     target_frr: float = 0.01,
     json_path: Path | None = None,
     report_path: Path | None = None,
@@ -250,15 +250,15 @@ def evaluate_run(
     goes to ``report_path`` (default ``RUN/report.html``). Returns the summary (schema above).
     """
     # torch-heavy modules only here, so that summarize() and the report stay importable without torch.
-    from trainer.inference import SCORE_KINDS, score_split
+    from trainer.inference import check_score, score_split
     from trainer.run_io import load_detector
 
     run_dir, data_root = Path(run_dir), Path(data_root)
-    if score not in SCORE_KINDS:
-        raise ConfigError(f"--score must be one of {', '.join(SCORE_KINDS)}, got {score!r}")
     _check_target(target_frr)  # before the slow scoring
-    val_scores = load_validation_scores(run_dir).for_score(score)
+    validation = load_validation_scores(run_dir)
     loaded = load_detector(run_dir)
+    score = check_score(loaded.detector, score)
+    val_scores = validation.for_score(score)
     split = open_split(data_root, "test")
     scored = score_split(loaded, split, batch_size, score=score)  # shows its own progress bar
     summary = summarize(scored, val_scores, target_frr, score_kind=score)

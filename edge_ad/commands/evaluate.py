@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,13 +9,6 @@ import typer
 from rich.table import Table
 
 from edge_ad.commands._common import console, err_console, handle_errors
-
-
-class ScoreKind(str, Enum):
-    """Which image score to evaluate."""
-
-    AST = "ast"
-    TEACHER_NLL = "teacher-nll"
 
 
 def register(app: typer.Typer) -> None:
@@ -60,9 +52,14 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Category folder with a test split, e.g. DATA/mvtec3d/tire.")],
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the metrics JSON (schema edge-ad/evaluation/1).")],
     score: Annotated[
-        ScoreKind,
-        typer.Option("--score", help="'ast': student-teacher distance; 'teacher-nll': the teacher's likelihood alone."),
-    ] = ScoreKind.AST,
+        str | None,
+        typer.Option(
+            "--score",
+            help="Which score (default: the model's own, the one the exported bundle computes). "
+            "AST: 'ast' student-teacher distance, 'teacher-nll' the teacher's likelihood alone; "
+            "other families list theirs in the README's model table.",
+        ),
+    ] = None,
     frr: Annotated[
         float,
         typer.Option("--frr", min=0.0, max=1.0, help="Target false-reject rate; the threshold is set on good validation parts."),
@@ -83,7 +80,7 @@ def evaluate(
 
     report_path = report or run / "report.html"
     summary = evaluate_run(
-        run, data, score=score.value, target_frr=frr, json_path=json_path, report_path=report_path, batch_size=batch_size
+        run, data, score=score, target_frr=frr, json_path=json_path, report_path=report_path, batch_size=batch_size
     )
     print_summary(summary)
     console.print(f"metrics: {json_path}\nreport:  {report_path}")

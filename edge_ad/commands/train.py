@@ -29,17 +29,23 @@ def train(
         Path, typer.Option("--out", help="Run folder to write (config.yaml, checkpoint.pt, logs).")
     ],
     preset: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--preset", help="ast-edge (default, Jetson real time), ast-paper, ast-tiny, or a YAML path."
+            "--preset",
+            help="ast-edge (default, Jetson real time), ast-paper, ast-tiny, FAMILY-edge/-tiny/-paper, or a YAML path.",
         ),
-    ] = "ast-edge",
+    ] = None,
     mode: Annotated[
         str | None,
         typer.Option("--mode", help="rgb, depth or rgbd (default: the preset's; rgb for data without xyz)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Model family (default: the preset's, ast).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model family: ast (default), mkd, uninformed_students, stereotype_deepening, reb; "
+            "without --preset it trains MODEL-edge.",
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for weights, permutations, shuffling, hold-out.")
@@ -89,10 +95,11 @@ def train(
     """
     if mode is not None and mode not in ("rgb", "depth", "rgbd"):
         raise ConfigError(f"--mode must be rgb, depth or rgbd, got {mode!r}")
+    from trainer.config import choose_preset
     from trainer.train_run import train as run_training
 
+    preset = choose_preset(model, preset)
     overrides = {
-        "family": model,
         "mode": mode,
         "seed": seed,
         "device": device,
@@ -101,13 +108,18 @@ def train(
         "train": {"epochs": epochs, "batch_size": batch_size},
     }
     result = run_training(data, out, preset=preset, overrides=overrides, cache_dir=cache_dir, progress=True)
+    # Every family logs seconds.total; features, cache and final_losses only where they apply.
     seconds = result.log["seconds"]
-    teacher, student = result.log["teacher"][-1], result.log["student"][-1]
+    details = []
+    if "features" in seconds:
+        cache = result.log.get("feature_cache", {})
+        details.append(f"features {seconds['features']:.1f} s, cache {'hit' if cache.get('train_hit') else 'miss'}")
+    losses = ", ".join(f"{name} {value:.4g}" for name, value in result.log.get("final_losses", {}).items())
     console.print(
         f"trained {result.config['family']} ({result.config['preset']}, mode {result.config['mode']}) on "
-        f"{result.config['data']['train_samples']} parts in {seconds['total']:.1f} s "
-        f"(features {seconds['features']:.1f} s, cache {'hit' if result.log['feature_cache']['train_hit'] else 'miss'}); "
-        f"final loss teacher {teacher['loss']:.4g}, student {student['loss']:.4g}"
+        f"{result.config['data']['train_samples']} parts in {seconds['total']:.1f} s"
+        + (f" ({'; '.join(details)})" if details else "")
+        + (f"; final loss {losses}" if losses else "")
     )
     scores = result.validation_scores
     if scores:

@@ -239,3 +239,14 @@ def test_evaluate_command_on_a_tiny_run(tmp_path: Path) -> None:
     (run / "validation_scores.json").unlink()
     missing = runner.invoke(app, ["evaluate", "--run", str(run), "--data", str(data), "--json", str(out_json)])
     assert missing.exit_code == 3 and "validation_scores.json not found" in missing.output.replace("\n", "")
+
+
+def test_validation_scores_record_round_trip_for_any_family(tmp_path: Path) -> None:
+    from trainer.metrics_io import validation_scores_record
+
+    record = validation_scores_record(["a", "b"], {"mkd": [0.5, 0.7], "mkd-gradient": [1.0, 2.0]}, "mkd", False)
+    write_json(tmp_path / "validation_scores.json", record)
+    val = load_validation_scores(tmp_path)
+    assert val.for_score(None).tolist() == [0.5, 0.7] and val.for_score("mkd-gradient").tolist() == [1.0, 2.0]
+    with pytest.raises(DataError, match="recorded: mkd, mkd-gradient"):
+        val.for_score("ast")

@@ -63,7 +63,7 @@ def test_run_folder_is_complete_and_consistent(tiny_run: Path, tiny_dataset: Pat
     again = score_split(loaded, open_split(tiny_dataset, "validation"), progress=False)
     np.testing.assert_allclose([s.score for s in again], val["scores"], rtol=1e-4)
     nll = score_split(loaded, open_split(tiny_dataset, "validation"), score="teacher-nll", progress=False)
-    np.testing.assert_allclose([s.score for s in nll], val["teacher_nll_scores"], rtol=1e-4)
+    np.testing.assert_allclose([s.score for s in nll], val["scores_by_kind"]["teacher-nll"], rtol=1e-4)
 
 
 def test_feature_cache_hits_and_misses(tmp_path: Path) -> None:

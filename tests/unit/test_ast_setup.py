@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge_ad.errors import ConfigError
+
 pytest.importorskip("torch")
 
 from trainer.ast.setup import build_parts  # noqa: E402
@@ -27,3 +29,15 @@ def test_ast_paper_keeps_ast_depth_and_overrides_reach_preprocessing() -> None:
     tiny = build_parts(resolve_settings("ast-tiny", True, overrides), has_xyz=True, load_weights=False)
     assert (tiny.preprocess.depth_reference, tiny.preprocess.depth_median_px) == ("background", 5)
     assert tiny.backbone is None and tiny.preprocess.mode == "depth"
+
+
+def test_choose_preset_follows_model_and_refuses_a_mismatch() -> None:
+    from trainer.config import DEFAULT_PRESET, choose_preset
+
+    assert choose_preset(None, None) == DEFAULT_PRESET
+    assert choose_preset("ast", None) == "ast-edge"
+    assert choose_preset(None, "ast-tiny") == "ast-tiny" and choose_preset("ast", "ast-tiny") == "ast-tiny"
+    with pytest.raises(ConfigError, match="unknown model 'nope'; known: .*ast"):
+        choose_preset("nope", None)
+    with pytest.raises(ConfigError, match="does not match preset 'ast-tiny'"):
+        choose_preset("other", "ast-tiny")

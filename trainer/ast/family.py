@@ -13,11 +13,10 @@ from trainer.ast.model import ASTDetector, ASTModelConfig
 from trainer.ast.setup import build_parts, rebuild_backbone
 from trainer.ast.train import assemble_split, fit_student, fit_teacher
 from trainer.features import prepare_split
-from trainer.inference import iter_scores
+from trainer.inference import iter_scores, write_validation_scores
 from trainer.registry import TrainJob, TrainResult, register_family
 from trainer.run_io import (
     TRAIN_LOG_FILE,
-    VALIDATION_SCORES_FILE,
     LoadedRun,
     versions,
     write_checkpoint,
@@ -118,16 +117,9 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
     loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)
     t0 = time.perf_counter()
     scored = list(iter_scores(loaded, job.val_split, batch, job.progress))
-    write_json(
-        job.out_dir / VALIDATION_SCORES_FILE,
-        {
-            "names": [s.sample.name for s in scored],
-            "scores": [s.scores["ast"] for s in scored],
-            "teacher_nll_scores": [s.scores["teacher-nll"] for s in scored],
-            "has_mask": all(s.has_mask for s in scored),
-        },
-    )
+    validation_scores = write_validation_scores(job.out_dir, scored)
     log = {
+        "final_losses": {"teacher": teacher_log[-1]["loss"], "student": student_log[-1]["loss"]},
         "teacher": teacher_log,
         "student": student_log,
         "seconds": {
@@ -142,4 +134,4 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         "threads": threads,
     }
     write_json(job.out_dir / TRAIN_LOG_FILE, log)
-    return TrainResult(job.out_dir, config, log, [s.scores["ast"] for s in scored])
+    return TrainResult(job.out_dir, config, log, validation_scores)

@@ -112,6 +112,9 @@ class ASTModelConfig:
 class ASTDetector(nn.Module):
     """``forward(image, depth, mask) -> (anomaly_map (N, 1, h, w), score (N,))``."""
 
+    # Score name -> map of score_maps; the first is what forward (and the exported model) computes.
+    SCORE_KINDS = {"ast": "distance", "teacher-nll": "teacher_nll"}
+
     def __init__(self, config: ASTModelConfig, backbone: nn.Module | None) -> None:
         super().__init__()
         if config.uses_rgb and backbone is None:
