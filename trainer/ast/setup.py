@@ -13,13 +13,18 @@ from typing import Any
 from torch import nn
 
 from edge_ad.errors import ConfigError, WeightsError
-from edge_ad.geometry import ForegroundConfig
 from edge_ad.preprocess import PreprocessConfig
-from edge_ad.typed_data import load_dataclass
 from trainer.ast.model import ASTModelConfig
 from trainer.ast.student import DEFAULT_LEAKY_SLOPE
 from trainer.backbones import build_backbone
 from trainer.config import TrainSettings
+from trainer.family_setup import (
+    check_grid,
+    frozen_backbone,
+    model_sizes,
+    preprocess_config,
+    resolve_aggregation,
+)
 
 DEPTH_UNSHUFFLE = 8
 
@@ -58,39 +63,14 @@ class ASTParts:
 
 def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = True) -> ASTParts:
     """Backbone (weights loaded unless ``load_weights`` is False), preprocessing and model config."""
-    sizes = load_dataclass(
-        ASTSizes, settings.model, error=ConfigError, path=f"preset {settings.preset}: model"
-    )
+    sizes = model_sizes(settings, ASTSizes)
     uses_rgb = settings.mode in ("rgb", "rgbd")
-    weights = Path(settings.backbone.weights).expanduser() if settings.backbone.weights else None
     # Depth mode needs only the backbone's geometry (the grid), never its weights.
-    backbone = build_backbone(
-        settings.backbone.name, settings.backbone.block, weights, load_weights and uses_rgb
+    backbone, info = frozen_backbone(settings, load_weights and uses_rgb)
+    grid = check_grid(
+        settings.preprocess.image_size, backbone.stride, f"{settings.backbone.name} block {settings.backbone.block}"
     )
-    image_size = settings.preprocess.image_size
-    if image_size % backbone.stride:
-        raise ConfigError(
-            f"preprocess.image_size {image_size} is not a multiple of the backbone stride {backbone.stride} "
-            f"({settings.backbone.name} block {settings.backbone.block})"
-        )
-    grid = image_size // backbone.stride
-    fg = settings.preprocess.foreground
-    preprocess = PreprocessConfig(
-        image_size=image_size,
-        mean=settings.preprocess.mean or backbone.mean,
-        std=settings.preprocess.std or backbone.std,
-        mode=settings.mode,
-        depth_size=grid * DEPTH_UNSHUFFLE,
-        mask_dilate_px=settings.preprocess.mask_dilate_px,
-        foreground=ForegroundConfig.from_dict(fg, path="preprocess.foreground")
-        if (has_xyz and fg is not None)
-        else None,
-        depth_unit_scale=settings.preprocess.depth_unit_scale,
-        **_depth_options(settings.preprocess),
-    )
-    aggregation = settings.aggregation
-    if aggregation == "auto":  # AST: max with a foreground mask, mean without
-        aggregation = "max" if preprocess.foreground is not None else "mean"
+    preprocess = preprocess_config(settings, has_xyz, backbone.mean, backbone.std, grid * DEPTH_UNSHUFFLE)
     model = ASTModelConfig(
         mode=settings.mode,
         grid=grid,
@@ -103,26 +83,10 @@ def build_parts(settings: TrainSettings, has_xyz: bool, load_weights: bool = Tru
         student_width=sizes.student_width,
         student_blocks=sizes.student_blocks,
         leaky_slope=sizes.leaky_slope,
-        aggregation=aggregation,
+        aggregation=resolve_aggregation(settings.aggregation, preprocess),
         flow_seed=settings.seed,
     )
-    info = {
-        "name": settings.backbone.name,
-        "block": settings.backbone.block,
-        "weights": str(weights) if weights else None,
-        "weights_sha256": getattr(backbone, "weights_sha256", None) if uses_rgb else None,
-        "channels": backbone.channels,
-        "stride": backbone.stride,
-    }
     return ASTParts(backbone if uses_rgb else None, info, preprocess, model)
-
-
-# How depth is measured: passed from the preset's ``preprocess`` section to PreprocessConfig as they are.
-_DEPTH_FIELDS = ("depth_reference", "depth_median_px", "depth_clip_m")
-
-
-def _depth_options(preprocess: Any) -> dict[str, Any]:
-    return {name: getattr(preprocess, name) for name in _DEPTH_FIELDS}
 
 
 def rebuild_backbone(info: dict[str, Any]) -> nn.Module:
