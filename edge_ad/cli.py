@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "edge_ad.commands.run",
     "edge_ad.commands.check",
     "edge_ad.commands.bench",
+    "edge_ad.commands.benchmark_models",
     "edge_ad.commands.demo",
     "edge_ad.commands.camera",
     "edge_ad.commands.calibrate",
