@@ -54,9 +54,11 @@ def preprocess_config(
 ) -> PreprocessConfig:
     """The run's PreprocessConfig: the preset's fields, the backbone's mean/std unless the preset sets them.
 
-    The foreground (belt plane) is used only when the data has point clouds.
+    The foreground (belt plane) is used only when the data has point clouds, and how depth is
+    measured only when the mode reads depth (an rgb run on data without xyz keeps the defaults).
     """
     pre = settings.preprocess
+    depth_options = {name: getattr(pre, name) for name in _DEPTH_FIELDS} if settings.mode != "rgb" else {}
     return PreprocessConfig(
         image_size=pre.image_size,
         mean=pre.mean or mean,
@@ -68,7 +70,7 @@ def preprocess_config(
         if (has_xyz and pre.foreground is not None)
         else None,
         depth_unit_scale=pre.depth_unit_scale,
-        **{name: getattr(pre, name) for name in _DEPTH_FIELDS},
+        **depth_options,
     )
 
 

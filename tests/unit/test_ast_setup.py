@@ -41,3 +41,10 @@ def test_choose_preset_follows_model_and_refuses_a_mismatch() -> None:
         choose_preset("nope", None)
     with pytest.raises(ConfigError, match="does not match preset 'ast-tiny'"):
         choose_preset("other", "ast-tiny")
+
+
+def test_ast_edge_builds_for_rgb_data_without_point_clouds() -> None:
+    # The tire (MVTec 3D-AD RGB only): no foreground, so depth measured from the part top cannot apply.
+    parts = build_parts(resolve_settings("ast-edge", has_xyz=False), has_xyz=False, load_weights=False)
+    assert parts.preprocess.mode == "rgb" and parts.preprocess.foreground is None
+    assert parts.preprocess.depth_reference == "foreground_mean"
