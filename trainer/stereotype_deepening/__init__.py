@@ -1,0 +1,1 @@
+"""Stereotype Deepening (Zhou, Zheng, Yong): doctor -> masters -> bachelors, scored by three biases."""
