@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -98,10 +98,19 @@ def calibrate_threshold_command(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Inference threads.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute and print; leave the bundle unchanged.")] = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this file.")] = None,
+    synthetic_defects: Annotated[
+        int,
+        typer.Option(
+            "--synthetic-defects",
+            min=0,
+            help="Also paint N DefectMaker defects (REB: Bezier shapes, noise or cut-paste fills) onto the good "
+            "parts and report recall per class at the new threshold: an estimate when no real defects exist.",
+        ),
+    ] = 0,
 ) -> None:
     """Score the good parts in DATA through the runtime path and set the bundle's threshold for the target FRR.
 
-    Reports the achieved false-reject rate with its 95% upper bound and, when DATA has test defects, recall per defect type.
+    Reports the achieved false-reject rate with its 95% upper bound and, when DATA has test defects, recall per defect type. With --synthetic-defects N, also the recall on N synthetic defects (an estimate: real defects may be harder or easier).
     """
     from calibration.threshold import calibrate_threshold, write_threshold
     from edge_ad.config import load_station
@@ -139,13 +148,34 @@ def calibrate_threshold_command(
         for kind, recall in result.recall.items():
             table.add_row(kind, str(recall.n), str(recall.rejected), str(recall.faults), f"{recall.recall:.1%}")
         console.print(table)
+    record = result.to_dict()
+    if synthetic_defects:
+        record["synthetic_recall"] = _synthetic_recall(bundle, data, synthetic_defects, choice.threshold, backend, options)
     if json_file is not None:
-        json_file.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        json_file.write_text(json.dumps(record, indent=2), encoding="utf-8")
     if dry_run:
         console.print("dry run: bundle not changed")
         return
     write_threshold(bundle, result)
     console.print(f"[green]threshold written into {bundle} (manifest re-hashed and verified)[/]")
+
+
+def _synthetic_recall(
+    bundle: Path, data: Path, n: int, threshold: float, backend: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Recall on ``n`` DefectMaker defects at ``threshold``: printed as a table, returned for the JSON."""
+    from calibration.synthetic_recall import estimate_recall_with_defect_maker
+
+    synthetic = estimate_recall_with_defect_maker(
+        bundle, data, n, threshold=threshold, backend=backend, progress=is_interactive(), **options
+    )
+    table = Table(title=f"recall on {n} synthetic DefectMaker defects (estimate)")
+    for column in ("class", "defects", "rejected", "faults", "recall"):
+        table.add_column(column)
+    for name, row in synthetic.per_class.items():
+        table.add_row(name, str(row.n), str(row.rejected), str(row.faults), f"{row.recall:.1%}")
+    console.print(table)
+    return synthetic.to_dict()
 
 
 @calibrate_app.command("reject-timing")

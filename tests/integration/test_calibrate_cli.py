@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,20 @@ def test_calibrate_threshold_on_the_trained_tiny_bundle(tiny_bundle: Path, tiny_
     threshold = load_bundle(bundle).manifest.scoring.threshold
     assert threshold.target_frr == 0.05 and threshold.achieved_frr is not None and threshold.achieved_frr <= 0.05
     assert threshold.data_hash is not None and threshold.data_hash.startswith("sha256:")
+
+
+@pytest.mark.torch
+def test_calibrate_threshold_estimates_recall_on_synthetic_defects(
+    tiny_bundle: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    result = _invoke(["calibrate", "threshold", "--bundle", str(tiny_bundle), "--data", str(tiny_dataset),
+                      "--frr", "0.05", "--synthetic-defects", "6", "--dry-run", "--json", str(tmp_path / "t.json")])
+    assert result.exit_code == 0, result.output
+    assert "synthetic DefectMaker defects (estimate)" in _text(result) and "bundle not changed" in _text(result)
+    record = json.loads((tmp_path / "t.json").read_text())
+    synthetic = record["synthetic_recall"]
+    # The estimate is taken at the threshold just calibrated, on six defects spread over the six classes.
+    assert synthetic["threshold"] == pytest.approx(record["threshold"]["threshold"])
+    assert sum(row["n"] for row in synthetic["per_class"].values()) == 6
+    assert 0.0 <= synthetic["recall"] <= 1.0

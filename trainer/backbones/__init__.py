@@ -61,3 +61,5 @@ def build_backbone(
 
 # Importing the implementation modules registers their backbones.
 from trainer.backbones import efficientnet as _efficientnet  # noqa: E402,F401
+from trainer.backbones import resnet as _resnet  # noqa: E402,F401
+from trainer.backbones import vgg as _vgg  # noqa: E402,F401

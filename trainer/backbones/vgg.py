@@ -20,11 +20,9 @@ from torch import nn
 
 from edge_ad.errors import ConfigError
 from trainer.backbones import register_backbone
-from trainer.backbones.weights import DOWNLOADS, load_filtered_state_dict, resolve_user_weights
+from trainer.backbones.weights import load_filtered_state_dict, resolve_user_weights
 
 VGG16_FILE = "vgg16-397923af.pth"
-# The weights' download address, for the error that names the missing file.
-DOWNLOADS.setdefault(VGG16_FILE, "https://download.pytorch.org/models/vgg16-397923af.pth")
 
 # torchvision's configuration "D": channels of each 3x3 conv, "M" a 2x2 max-pool.
 VGG16_CONFIG: tuple[int | str, ...] = (

@@ -24,6 +24,8 @@ DOWNLOADS = {
     "efficientnet-b5-b6417697.pth": (
         "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/efficientnet-b5-b6417697.pth"
     ),
+    "resnet18-f37072fd.pth": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "vgg16-397923af.pth": "https://download.pytorch.org/models/vgg16-397923af.pth",
 }
 _MAX_LISTED = 8
 
@@ -64,7 +66,7 @@ def resolve_user_weights(weights: Path | None, filename: str, backbone: str) -> 
             looked = [str(path)]
         else:
             looked = [f"${WEIGHTS_DIR_ENV} (not set)"]
-    url = DOWNLOADS.get(filename, "the efficientnet_pytorch releases")
+    url = DOWNLOADS.get(filename, f"the {backbone} weights published by its authors")
     raise WeightsError(
         f"{backbone} needs ImageNet weights that are not bundled: download {filename} from {url} "
         f"and pass it with --backbone-weights PATH (or backbone.weights in the preset), or put it in the "

@@ -1,0 +1,1 @@
+"""REB (DefectMaker self-supervised fine-tuning + LDKNN memory bank): see trainer.reb.family."""
