@@ -7,19 +7,15 @@ recomputing z every epoch would only burn time.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
-from torch import nn
 
 from edge_ad.errors import TrainingError
 from trainer.ast.losses import student_loss, teacher_loss
 from trainer.ast.model import ASTDetector
 from trainer.config import OptimSettings
-from trainer.epoch_progress import EpochProgress
+from trainer.epoch_loop import run_epochs
 from trainer.feature_cache import SplitArrays
 
 
@@ -41,7 +37,6 @@ class StudentInputs(TeacherInputs):
     z: torch.Tensor
 
 
-D = TypeVar("D", bound=Sized)
 
 
 @torch.no_grad()
@@ -54,58 +49,6 @@ def assemble_split(detector: ASTDetector, arrays: SplitArrays, device: torch.dev
     if not torch.isfinite(x).all():
         raise TrainingError("teacher inputs contain NaN or inf (check the depth data and preprocessing)")
     return TeacherInputs(x, mask)
-
-
-def _adam(params: list[nn.Parameter], optim: OptimSettings) -> torch.optim.Adam:
-    return torch.optim.Adam(
-        params, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), weight_decay=optim.weight_decay
-    )
-
-
-def _run_phase(
-    phase: str,
-    module: nn.Module,
-    loss_fn: Callable[[D, torch.Tensor], torch.Tensor],
-    train: D,
-    val: D | None,
-    epochs: int,
-    optim: OptimSettings,
-    generator: torch.Generator,
-    progress: bool,
-) -> list[dict[str, float]]:
-    """Generic epoch loop: shuffled mini-batches, Adam, NaN guard, validation loss, progress, log."""
-    optimizer = _adam([p for p in module.parameters() if p.requires_grad], optim)
-    log: list[dict[str, float]] = []
-    with EpochProgress(phase, epochs, enabled=progress) as bar:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            module.train()
-            total, count = 0.0, 0
-            for batch in torch.randperm(len(train), generator=generator).split(optim.batch_size):
-                loss = loss_fn(train, batch)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{phase} training diverged: loss is {loss.item()} at epoch {epoch}; "
-                        f"lower the learning rate (now {optim.lr}) or check the data"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(batch)
-                count += len(batch)
-            entry = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - started}
-            if val is not None and len(val):
-                module.eval()
-                with torch.no_grad():
-                    losses = [
-                        loss_fn(val, b).item() * len(b)
-                        for b in torch.arange(len(val)).split(optim.batch_size)
-                    ]
-                entry["val_loss"] = sum(losses) / len(val)
-            log.append(entry)
-            bar.update(epoch, entry["loss"], entry.get("val_loss"))
-    module.eval()
-    return log
 
 
 def fit_teacher(
@@ -122,7 +65,7 @@ def fit_teacher(
         z, logdet = detector.teacher_forward(data.x[idx])
         return teacher_loss(z, logdet, data.mask[idx])
 
-    return _run_phase(
+    return run_epochs(
         "teacher", detector.teacher, loss_fn, train, val, optim.epochs, optim, generator, progress
     )
 
@@ -154,6 +97,6 @@ def fit_student(
         return student_loss(detector.student_forward(data.x[idx]), data.z[idx], data.mask[idx])
 
     epochs = optim.student_epochs or optim.epochs
-    return _run_phase(
+    return run_epochs(
         "student", detector.student, loss_fn, student_train, student_val, epochs, optim, generator, progress
     )

@@ -17,8 +17,8 @@ import torch
 from edge_ad.dataset import DatasetSplit
 from edge_ad.errors import TrainingError
 from edge_ad.preprocess import PreprocessConfig
-from trainer.ast.train import _run_phase as run_epochs
 from trainer.config import OptimSettings
+from trainer.epoch_loop import run_epochs
 from trainer.features import preprocessed_batches
 from trainer.mkd.losses import direction_loss, total_loss, value_loss
 from trainer.mkd.model import MKDDetector
