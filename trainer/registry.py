@@ -80,3 +80,7 @@ def get_family(name: str) -> ModelFamily:
 
 # Importing a family module registers it.
 from trainer.ast import family as _ast_family  # noqa: E402,F401
+from trainer.mkd import family as _mkd_family  # noqa: E402,F401
+from trainer.reb import family as _reb_family  # noqa: E402,F401
+from trainer.stereotype_deepening import family as _stereotype_deepening_family  # noqa: E402,F401
+from trainer.uninformed_students import family as _uninformed_students_family  # noqa: E402,F401
