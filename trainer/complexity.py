@@ -1,5 +1,8 @@
 """Parameters and multiply-adds of a model, per top-level part (e.g. backbone / teacher / student).
 
+``python -m trainer.complexity ast-edge RUN_DIR ...``: AST presets by name, any family's trained run
+by its folder (the other families' sizes depend on what training found, e.g. REB's memory bank).
+
 MACs are counted with forward hooks on convolutions and linear layers (the layers that dominate
 these networks; elementwise ops, pooling and normalisation are not counted), for the batch given,
 divided by its size: the numbers are per image.
@@ -8,6 +11,7 @@ divided by its size: the numbers are per image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -87,8 +91,21 @@ def preset_complexity(preset: str, mode: str | None = None) -> list[PartComplexi
     return count(detector, inputs)
 
 
+def run_complexity(run_dir: str) -> list[PartComplexity]:
+    """Complexity of a trained run's detector (any family) on its bundle's input shapes."""
+    from export.onnx_graph import example_inputs
+    from trainer.run_io import load_detector
+
+    loaded = load_detector(Path(run_dir))
+    return count(loaded.detector, example_inputs(loaded.preprocess_config))
+
+
 if __name__ == "__main__":
     import sys
 
+    # AST presets by name (no training needed); any family's trained run by its folder.
     for name in sys.argv[1:] or ["ast-tiny", "ast-edge", "ast-paper"]:
-        print(f"{name} (rgbd)\n{format_table(preset_complexity(name))}\n")
+        if Path(name).is_dir():
+            print(f"{name}\n{format_table(run_complexity(name))}\n")
+        else:
+            print(f"{name} (rgbd)\n{format_table(preset_complexity(name))}\n")
