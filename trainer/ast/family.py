@@ -7,22 +7,12 @@ from typing import Any
 
 import torch
 
-from edge_ad.errors import WeightsError
-from edge_ad.typed_data import to_plain
 from trainer.ast.model import ASTDetector, ASTModelConfig
 from trainer.ast.setup import build_parts, rebuild_backbone
 from trainer.ast.train import assemble_split, fit_student, fit_teacher
+from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.features import prepare_split
-from trainer.inference import iter_scores, write_validation_scores
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.run_io import (
-    TRAIN_LOG_FILE,
-    LoadedRun,
-    versions,
-    write_checkpoint,
-    write_config,
-    write_json,
-)
 from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
 
 
@@ -42,14 +32,7 @@ class ASTFamily:
         model_config = ASTModelConfig.from_dict(config["model"])
         backbone = rebuild_backbone(config["backbone"]) if model_config.uses_rgb else None
         detector = ASTDetector(model_config, backbone)
-        state = checkpoint["state"]
-        for part in ("teacher", "student"):
-            try:
-                getattr(detector, part).load_state_dict(state[part], strict=True)
-            except (KeyError, RuntimeError) as exc:
-                raise WeightsError(
-                    f"checkpoint {part} weights do not fit the model in config.yaml: {exc}"
-                ) from exc
+        load_state(detector, checkpoint["state"], ("teacher", "student"))
         return detector.to(device).eval()
 
 
@@ -82,42 +65,18 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
     student_seconds = time.perf_counter() - t0
     detector.eval()
 
-    config = {
-        "family": "ast",
-        "preset": settings.preset,
-        "mode": settings.mode,
-        "aggregation": parts.model.aggregation,
-        "seed": settings.seed,
-        "backbone": parts.backbone_info,
-        "model": parts.model.to_dict(),
-        "preprocess": parts.preprocess.to_dict(),
-        "train": {
-            **to_plain(settings.train),
-            "device": str(device),
-            "threads": threads,
-        },
-        "data": {
-            "root": str(job.data_root),
-            "train_samples": len(job.train_split),
-            "validation_samples": len(job.val_split),
-            "validation_source": job.val_source,
-            "has_xyz": job.train_split.has_xyz,
-        },
-        "settings": settings.to_dict(),
-        "versions": versions(),
-    }
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(job.out_dir, config)
-    write_checkpoint(
-        job.out_dir,
-        config,
-        {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()},
+    config = run_config(
+        job,
+        family="ast",
+        aggregation=parts.model.aggregation,
+        backbone=parts.backbone_info,
+        model=parts.model.to_dict(),
+        preprocess=parts.preprocess,
+        device=device,
+        threads=threads,
     )
-
-    loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)
-    t0 = time.perf_counter()
-    scored = list(iter_scores(loaded, job.val_split, batch, job.progress))
-    validation_scores = write_validation_scores(job.out_dir, scored)
+    state = {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()}
+    validation_scores, scoring_seconds = write_run(job, config, state, detector, parts.preprocess)
     log = {
         "final_losses": {"teacher": teacher_log[-1]["loss"], "student": student_log[-1]["loss"]},
         "teacher": teacher_log,
@@ -126,12 +85,11 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
             "features": feature_seconds,
             "teacher": teacher_seconds,
             "student": student_seconds,
-            "validation_scoring": time.perf_counter() - t0,
+            "validation_scoring": scoring_seconds,
             "total": time.perf_counter() - started,
         },
         "feature_cache": {"train_hit": train_hit, "validation_hit": val_hit, "dir": str(job.cache.cache_dir)},
         "device": str(device),
         "threads": threads,
     }
-    write_json(job.out_dir / TRAIN_LOG_FILE, log)
-    return TrainResult(job.out_dir, config, log, validation_scores)
+    return write_train_log(job, config, log, validation_scores)

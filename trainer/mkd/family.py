@@ -38,15 +38,12 @@ from typing import Any
 
 import torch
 
-from edge_ad.errors import WeightsError
-from edge_ad.typed_data import to_plain
-from trainer.inference import iter_scores, write_validation_scores
+from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.mkd.config import MKDModelConfig
 from trainer.mkd.model import MKDDetector
 from trainer.mkd.setup import build_parts, rebuild_source
 from trainer.mkd.train import clone_data, fit_cloner, initial_lambda
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.run_io import TRAIN_LOG_FILE, LoadedRun, versions, write_checkpoint, write_config, write_json
 from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
 
 
@@ -64,12 +61,7 @@ class MKDFamily:
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> MKDDetector:
         """Rebuild the detector of a saved run (source weights checked against the recorded hash)."""
         detector = MKDDetector(MKDModelConfig.from_dict(config["model"]), rebuild_source(config["backbone"]))
-        try:
-            detector.cloner.load_state_dict(checkpoint["state"]["cloner"], strict=True)
-        except (KeyError, RuntimeError) as exc:
-            raise WeightsError(
-                f"checkpoint cloner weights do not fit the model in config.yaml: {exc}"
-            ) from exc
+        load_state(detector, checkpoint["state"], ("cloner",))
         return detector.to(device).eval()
 
 
@@ -98,35 +90,20 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
     detector.eval()
     model = detector.config
 
-    config = {
-        "family": "mkd",
-        "preset": settings.preset,
-        "mode": settings.mode,
-        "aggregation": model.aggregation,
-        "seed": settings.seed,
-        "backbone": parts.backbone_info,
-        "model": model.to_dict(),
-        "preprocess": parts.preprocess.to_dict(),
-        "train": {**to_plain(settings.train), "device": str(device), "threads": threads},
-        "data": {
-            "root": str(job.data_root),
-            "train_samples": len(job.train_split),
-            "validation_samples": len(job.val_split),
-            "validation_source": job.val_source,
-            "has_xyz": job.train_split.has_xyz,
-        },
-        "settings": settings.to_dict(),
-        "versions": versions(),
-    }
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(job.out_dir, config)
-    write_checkpoint(job.out_dir, config, {"cloner": detector.cloner.state_dict()})
+    config = run_config(
+        job,
+        family="mkd",
+        aggregation=model.aggregation,
+        backbone=parts.backbone_info,
+        model=model.to_dict(),
+        preprocess=parts.preprocess,
+        device=device,
+        threads=threads,
+    )
     del train_data, val_data  # the images are not needed for scoring
-
-    loaded = LoadedRun(config, detector, parts.preprocess, model.aggregation, job.out_dir)
-    t0 = time.perf_counter()
-    scored = list(iter_scores(loaded, job.val_split, batch, job.progress))
-    validation_scores = write_validation_scores(job.out_dir, scored)
+    validation_scores, scoring_seconds = write_run(
+        job, config, {"cloner": detector.cloner.state_dict()}, detector, parts.preprocess
+    )
     train_log = {
         "final_losses": {"cloner": log[-1]["loss"]},
         "cloner": log,
@@ -134,11 +111,10 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         "seconds": {
             "source": source_seconds,
             "cloner": cloner_seconds,
-            "validation_scoring": time.perf_counter() - t0,
+            "validation_scoring": scoring_seconds,
             "total": time.perf_counter() - started,
         },
         "device": str(device),
         "threads": threads,
     }
-    write_json(job.out_dir / TRAIN_LOG_FILE, train_log)
-    return TrainResult(job.out_dir, config, train_log, validation_scores)
+    return write_train_log(job, config, train_log, validation_scores)

@@ -34,12 +34,11 @@ import numpy as np
 import torch
 
 from edge_ad.dataset import DatasetSplit
-from edge_ad.errors import TrainingError, WeightsError
+from edge_ad.errors import TrainingError
 from edge_ad.preprocess import PreprocessConfig
-from edge_ad.typed_data import to_plain
+from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.family_setup import resolve_aggregation
 from trainer.features import preprocessed_batches
-from trainer.inference import iter_scores, write_validation_scores
 from trainer.reb.finetune import DefectImages, finetune
 from trainer.reb.memory import greedy_coreset, local_density
 from trainer.reb.model import REBDetector, REBModelConfig
@@ -52,7 +51,6 @@ from trainer.reb.setup import (
     finetune_trunk,
 )
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.run_io import TRAIN_LOG_FILE, LoadedRun, versions, write_checkpoint, write_config, write_json
 from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
 
 
@@ -70,10 +68,7 @@ class REBFamily:
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> REBDetector:
         """Rebuild a saved run's detector: architecture from config.yaml, every weight from the checkpoint."""
         detector = REBDetector(REBModelConfig.from_dict(config["model"]), bare_backbone(config["backbone"]))
-        try:
-            detector.load_state_dict(checkpoint["state"]["detector"], strict=True)
-        except (KeyError, RuntimeError) as exc:
-            raise WeightsError(f"checkpoint weights do not fit the REB model in config.yaml: {exc}") from exc
+        load_state(detector, checkpoint["state"])
         return detector.to(device).eval()
 
 
@@ -185,36 +180,21 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
     detector.set_memory(bank[chosen], density)
     detector = detector.to(device).eval()
 
-    config = {
-        "family": "reb",
-        "preset": settings.preset,
-        "mode": settings.mode,
-        "aggregation": aggregation,
-        "seed": settings.seed,
-        "backbone": parts.backbone_info,
-        "model": detector.config.to_dict(),
-        "preprocess": parts.preprocess.to_dict(),
-        "train": {**to_plain(settings.train), "device": str(device), "threads": threads},
-        "data": {
-            "root": str(job.data_root),
-            "train_samples": len(job.train_split),
-            "validation_samples": len(job.val_split),
-            "validation_source": job.val_source,
-            "has_xyz": job.train_split.has_xyz,
-        },
-        "memory": {"patches": len(bank), "coreset": size, "k": sizes.k, "ld_lambda": sizes.ld_lambda},
-        "settings": settings.to_dict(),
-        "versions": versions(),
-    }
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(job.out_dir, config)
-    write_checkpoint(job.out_dir, config, {"detector": detector.state_dict()})
-
-    loaded = LoadedRun(config, detector, parts.preprocess, aggregation, job.out_dir)
-    t0 = time.perf_counter()
-    scored = list(iter_scores(loaded, job.val_split, batch, job.progress))
-    validation_scores = write_validation_scores(job.out_dir, scored)
-    seconds["validation_scoring"] = time.perf_counter() - t0
+    config = run_config(
+        job,
+        family="reb",
+        aggregation=aggregation,
+        backbone=parts.backbone_info,
+        model=detector.config.to_dict(),
+        preprocess=parts.preprocess,
+        device=device,
+        threads=threads,
+        memory={"patches": len(bank), "coreset": size, "k": sizes.k, "ld_lambda": sizes.ld_lambda},
+    )
+    validation_scores, scoring_seconds = write_run(
+        job, config, {"detector": detector.state_dict()}, detector, parts.preprocess
+    )
+    seconds["validation_scoring"] = scoring_seconds
     seconds["total"] = time.perf_counter() - started
     tail = finetune_log[-10:]
     log = {
@@ -227,5 +207,4 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         "device": str(device),
         "threads": threads,
     }
-    write_json(job.out_dir / TRAIN_LOG_FILE, log)
-    return TrainResult(job.out_dir, config, log, validation_scores)
+    return write_train_log(job, config, log, validation_scores)

@@ -41,12 +41,9 @@ from typing import Any
 
 import torch
 
-from edge_ad.errors import WeightsError
-from edge_ad.typed_data import to_plain
 from trainer.ast.setup import rebuild_backbone
-from trainer.inference import iter_scores, write_validation_scores
+from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.run_io import TRAIN_LOG_FILE, LoadedRun, versions, write_checkpoint, write_config, write_json
 from trainer.stereotype_deepening.model import SDDetector, SDModelConfig
 from trainer.stereotype_deepening.patch_net import STRIDE
 from trainer.stereotype_deepening.setup import build_parts
@@ -78,12 +75,7 @@ class StereotypeDeepeningFamily:
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> SDDetector:
         """Rebuild the detector of a saved run (doctor weights checked against the recorded hash)."""
         detector = SDDetector(SDModelConfig.from_dict(config["model"]), rebuild_backbone(config["backbone"]))
-        state = checkpoint["state"]
-        for part in PARTS:
-            try:
-                getattr(detector, part).load_state_dict(state[part], strict=True)
-            except (KeyError, RuntimeError) as exc:
-                raise WeightsError(f"checkpoint {part} weights do not fit the model in config.yaml: {exc}") from exc
+        load_state(detector, checkpoint["state"], PARTS)
         return detector.to(device).eval()
 
 
@@ -119,33 +111,19 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
     detector.eval()
     del inputs, doctor, targets, data
 
-    config = {
-        "family": "stereotype_deepening",
-        "preset": settings.preset,
-        "mode": settings.mode,
-        "aggregation": parts.model.aggregation,
-        "seed": settings.seed,
-        "backbone": parts.backbone_info,
-        "model": parts.model.to_dict(),
-        "preprocess": parts.preprocess.to_dict(),
-        "train": {**to_plain(settings.train), "mu": parts.mu, "train_crop": parts.train_crop, "device": str(device), "threads": threads},
-        "data": {
-            "root": str(job.data_root),
-            "train_samples": len(job.train_split),
-            "validation_samples": len(job.val_split),
-            "validation_source": job.val_source,
-            "has_xyz": job.train_split.has_xyz,
-        },
-        "settings": settings.to_dict(),
-        "versions": versions(),
-    }
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(job.out_dir, config)
-    write_checkpoint(job.out_dir, config, {part: getattr(detector, part).state_dict() for part in PARTS})
-
-    loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)
-    t0 = time.perf_counter()
-    validation_scores = write_validation_scores(job.out_dir, list(iter_scores(loaded, job.val_split, batch, job.progress)))
+    config = run_config(
+        job,
+        family="stereotype_deepening",
+        aggregation=parts.model.aggregation,
+        backbone=parts.backbone_info,
+        model=parts.model.to_dict(),
+        preprocess=parts.preprocess,
+        device=device,
+        threads=threads,
+        train_extra={"mu": parts.mu, "train_crop": parts.train_crop},
+    )
+    state = {part: getattr(detector, part).state_dict() for part in PARTS}
+    validation_scores, scoring_seconds = write_run(job, config, state, detector, parts.preprocess)
     log = {
         "final_losses": {"masters": master_log[-1]["loss"], "bachelors": bachelor_log[-1]["loss"]},
         "masters": master_log,
@@ -155,11 +133,10 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
             "inputs": input_seconds,
             "masters": master_seconds,
             "bachelors": bachelor_seconds,
-            "validation_scoring": time.perf_counter() - t0,
+            "validation_scoring": scoring_seconds,
             "total": time.perf_counter() - started,
         },
         "device": str(device),
         "threads": threads,
     }
-    write_json(job.out_dir / TRAIN_LOG_FILE, log)
-    return TrainResult(job.out_dir, config, log, validation_scores)
+    return write_train_log(job, config, log, validation_scores)

@@ -25,11 +25,8 @@ from typing import Any
 
 import torch
 
-from edge_ad.errors import WeightsError
-from edge_ad.typed_data import to_plain
-from trainer.inference import iter_scores, write_validation_scores
+from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.run_io import TRAIN_LOG_FILE, LoadedRun, versions, write_checkpoint, write_config, write_json
 from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
 from trainer.uninformed_students.data import load_split, scale_data
 from trainer.uninformed_students.model import UninformedStudentsDetector, USModelConfig
@@ -59,10 +56,7 @@ class UninformedStudentsFamily:
     ) -> UninformedStudentsDetector:
         """Rebuild the detector of a saved run (the backbone was a training target only: not needed)."""
         detector = UninformedStudentsDetector(USModelConfig.from_dict(config["model"]))
-        try:
-            detector.load_state_dict(checkpoint["state"]["detector"], strict=True)
-        except (KeyError, RuntimeError) as exc:
-            raise WeightsError(f"checkpoint weights do not fit the model in config.yaml: {exc}") from exc
+        load_state(detector, checkpoint["state"])
         return detector.to(device).eval()
 
 
@@ -104,36 +98,20 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         statistics[f"p{patch}"] = set_score_statistics(detector, scale, val_data, batch)
     detector.eval()
 
-    config = {
-        "family": "uninformed_students",
-        "preset": settings.preset,
-        "mode": settings.mode,
-        "aggregation": parts.model.aggregation,
-        "seed": settings.seed,
-        "backbone": parts.backbone_info,
-        "model": parts.model.to_dict(),
-        "preprocess": parts.preprocess.to_dict(),
-        "train": {**to_plain(settings.train), "device": str(device), "threads": threads},
-        "data": {
-            "root": str(job.data_root),
-            "train_samples": len(job.train_split),
-            "validation_samples": len(job.val_split),
-            "validation_source": job.val_source,
-            "has_xyz": job.train_split.has_xyz,
-        },
-        "settings": settings.to_dict(),
-        "versions": versions(),
-    }
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(job.out_dir, config)
-    write_checkpoint(job.out_dir, config, {"detector": detector.state_dict()})
-
-    loaded = LoadedRun(config, detector, parts.preprocess, parts.model.aggregation, job.out_dir)
-    t0 = time.perf_counter()
-    validation_scores = write_validation_scores(
-        job.out_dir, list(iter_scores(loaded, job.val_split, batch, job.progress))
+    config = run_config(
+        job,
+        family="uninformed_students",
+        aggregation=parts.model.aggregation,
+        backbone=parts.backbone_info,
+        model=parts.model.to_dict(),
+        preprocess=parts.preprocess,
+        device=device,
+        threads=threads,
     )
-    seconds["validation_scoring"] = time.perf_counter() - t0
+    validation_scores, scoring_seconds = write_run(
+        job, config, {"detector": detector.state_dict()}, detector, parts.preprocess
+    )
+    seconds["validation_scoring"] = scoring_seconds
     seconds["total"] = time.perf_counter() - started
     log = {
         "final_losses": {name: entries[-1]["loss"] for name, entries in logs.items()},
@@ -143,5 +121,4 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         "device": str(device),
         "threads": threads,
     }
-    write_json(job.out_dir / TRAIN_LOG_FILE, log)
-    return TrainResult(job.out_dir, config, log, validation_scores)
+    return write_train_log(job, config, log, validation_scores)
