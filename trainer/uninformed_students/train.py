@@ -8,15 +8,15 @@ teacher's normalised descriptors of the whole images, are computed once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from edge_ad.errors import TrainingError
 from trainer.config import OptimSettings
-from trainer.epoch_progress import EpochProgress
+from trainer.epoch_loop import run_epochs
 from trainer.uninformed_students.losses import (
     compactness_loss,
     foreground_vectors,
@@ -37,58 +37,37 @@ def _cells(data: ScaleData, crop_size: int) -> int:
     return side if crop_size == 0 else min(side, crop_size // data.stride)
 
 
+@dataclass(eq=False)
+class Crops:
+    """Index batches of ``data`` -> (inputs, targets, mask) crops: random for training (a generator),
+    fixed for validation (None), so the validation loss is comparable from epoch to epoch."""
+
+    data: ScaleData
+    targets: torch.Tensor
+    cells: int
+    generator: torch.Generator | None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
 def _run_phase(
     phase: str,
-    params: list[nn.Parameter],
-    modules: list[nn.Module],
+    module: nn.Module,
     loss_fn: LossFn,
-    train: ScaleData,
-    train_targets: torch.Tensor,
-    val: tuple[ScaleData, torch.Tensor] | None,
+    train: Crops,
+    val: Crops | None,
     epochs: int,
-    cells: int,
     optim: OptimSettings,
     generator: torch.Generator,
     progress: bool,
 ) -> list[dict[str, float]]:
-    """Epoch loop: shuffled crops, Adam, NaN guard, loss on fixed validation crops, progress, log."""
-    optimizer = torch.optim.Adam(
-        params, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), weight_decay=optim.weight_decay
-    )
-    log: list[dict[str, float]] = []
-    with EpochProgress(phase, epochs, enabled=progress) as bar:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            for module in modules:
-                module.train()
-            total = 0.0
-            for index in torch.randperm(len(train), generator=generator).split(optim.batch_size):
-                loss = loss_fn(*crop_batch(train, train_targets, index, cells, generator))
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{phase} training diverged: loss is {loss.item()} at epoch {epoch}; "
-                        f"lower the learning rate (now {optim.lr}) or check the data"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(index)
-            entry = {"epoch": epoch, "loss": total / len(train), "seconds": time.perf_counter() - started}
-            if val is not None and len(val[0]):
-                for module in modules:
-                    module.eval()
-                with torch.no_grad():
-                    data, targets = val
-                    losses = [
-                        loss_fn(*crop_batch(data, targets, b, cells, None)).item() * len(b)
-                        for b in torch.arange(len(data)).split(optim.batch_size)
-                    ]
-                entry["val_loss"] = sum(losses) / len(data)
-            log.append(entry)
-            bar.update(epoch, entry["loss"], entry.get("val_loss"))
-    for module in modules:
-        module.eval()
-    return log
+    """The shared epoch loop (trainer.epoch_loop) over crops of the images."""
+
+    def crop_loss(crops: Crops, index: torch.Tensor) -> torch.Tensor:
+        return loss_fn(*crop_batch(crops.data, crops.targets, index, crops.cells, crops.generator))
+
+    return run_epochs(phase, module, crop_loss, train, val, epochs, optim, generator, progress)
 
 
 def fit_teacher(
@@ -111,11 +90,11 @@ def fit_teacher(
             loss = loss + sizes.compact_weight * compactness_loss(foreground_vectors(descriptor, mask))
         return loss
 
-    phase = f"teacher p{detector.config.patch_sizes[scale]}"
-    val_pair = None if val is None else (val, val.targets)
+    cells = _cells(train, sizes.crop_size)
+    val_crops = None if val is None else Crops(val, val.targets, cells, None)
     return _run_phase(
-        phase, list(teacher.parameters()), [teacher], loss_fn, train, train.targets, val_pair,
-        optim.epochs, _cells(train, sizes.crop_size), optim, generator, progress,
+        f"teacher p{detector.config.patch_sizes[scale]}", teacher, loss_fn,
+        Crops(train, train.targets, cells, generator), val_crops, optim.epochs, optim, generator, progress,
     )  # fmt: skip
 
 
@@ -154,20 +133,21 @@ def fit_students(
     mean = detector.descriptor_mean[scale].view(1, -1, 1, 1)
     std = detector.descriptor_std[scale].view(1, -1, 1, 1)
     train_targets = (teacher_descriptors(detector, scale, train, optim.batch_size) - mean) / std
-    val_pair = None
+    cells = _cells(train, sizes.crop_size)
+    val_crops = None
     if val is not None:
-        val_pair = (val, (teacher_descriptors(detector, scale, val, optim.batch_size) - mean) / std)
+        val_targets = (teacher_descriptors(detector, scale, val, optim.batch_size) - mean) / std
+        val_crops = Crops(val, val_targets, cells, None)
     students = list(detector.students[scale])
 
     def loss_fn(inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # Summed so that each student gets exactly its own gradient; logged as the mean per student.
         return torch.stack([masked_mse(student(inputs), targets, mask) for student in students]).sum()
 
-    params = [p for student in students for p in student.parameters()]
     log = _run_phase(
-        f"students p{detector.config.patch_sizes[scale]}", params, students, loss_fn, train, train_targets,
-        val_pair, optim.student_epochs or optim.epochs, _cells(train, sizes.crop_size), optim, generator,
-        progress,
+        f"students p{detector.config.patch_sizes[scale]}", nn.ModuleList(students), loss_fn,
+        Crops(train, train_targets, cells, generator), val_crops, optim.student_epochs or optim.epochs, optim,
+        generator, progress,
     )  # fmt: skip
     for entry in log:
         entry["loss"] /= len(students)
