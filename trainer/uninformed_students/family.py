@@ -12,7 +12,7 @@ here; docs/models/uninformed_students.md has the reasons at more length:
   from the main paper; the descriptor conv is linear (students regress signed targets).
 * Dense maps at the networks' stride (4 for p = 33), reflect padding, no "fast dense" unwarping.
 * Students regress the teacher's descriptor standardised per dimension over the training
-  foreground; error and variance are standardised over the good *validation* foreground
+  foreground; error and variance are divided by their std over the good *validation* foreground
   (the paper's choice as we recall it: unseen good data, so the scale is that of a new part).
 * Modes: rgb, depth and rgbd. With depth the networks take 4 (or 1) channels and the teacher
   also reconstructs the patch's depth at 4x4 blocks, so depth shape enters the descriptor.

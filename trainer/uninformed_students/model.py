@@ -5,7 +5,7 @@ Inputs are edge_ad.preprocess's model inputs with ``depth_size == image_size``: 
 (3 channels), depth (1) or both (4). Per patch size p the teacher's descriptor map is normalised
 by its mean/std over the training set (per dimension), the M students regress it, and each
 position gets the regression error e and the predictive variance v (trainer.uninformed_students
-.losses), each standardised by its mean/std over the good validation parts. The score of a
+.losses), each divided by its std over the good validation parts (not centred: see _standardised). The score of a
 position is ``e~ + v~``, averaged over patch sizes after bilinear upsampling to the finest grid
 (image / smallest stride). The frozen pretrained backbone is a training target only: it is not
 part of the detector, the export or the line.
@@ -170,8 +170,10 @@ class UninformedStudentsDetector(nn.Module):
         return out
 
     def _standardised(self, values: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        upsampled = self._to_grid(values)
-        return (upsampled - stats[0]) / stats[1].clamp(min=STD_FLOOR)
+        # Divided by the std of good parts, not centred: the paper's mean offset is a constant that
+        # changes no ranking, but it would put good parts' scores at 0, and the export's parity gate
+        # (differences relative to the threshold) means nothing for a threshold near 0.
+        return self._to_grid(values) / stats[1].clamp(min=STD_FLOOR)
 
     def _to_grid(self, values: torch.Tensor) -> torch.Tensor:
         grid = self.config.grid
