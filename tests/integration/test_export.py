@@ -95,3 +95,9 @@ def test_rgb_mode_bundle_keeps_every_contract_input(tmp_path: Path) -> None:
     model = onnx.load(str(tmp_path / "bundle" / "model.onnx"))
     assert [i.name for i in model.graph.input] == ["image", "depth", "mask"]
     assert verify_bundle(tmp_path / "bundle").ok
+
+
+def test_the_line_decides_like_evaluation(tiny_bundle: Path, tiny_run: Path, tiny_dataset: Path) -> None:
+    from tests.helpers.line_check import assert_line_decides_like_evaluation, evaluation_scores
+
+    assert_line_decides_like_evaluation(tiny_bundle, tiny_dataset, evaluation_scores(tiny_run, tiny_dataset))

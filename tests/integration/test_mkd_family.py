@@ -102,3 +102,11 @@ def test_cli_train_model_mkd_uses_the_edge_preset_and_refuses_rgbd(tmp_path: Pat
     assert len(json.loads((tmp_path / "run" / "validation_scores.json").read_text())["scores"]) == 2
     refused = runner.invoke(app, [*args, "--out", str(tmp_path / "rgbd"), "--mode", "rgbd"])
     assert refused.exit_code == 2 and "--mode rgb" in refused.output
+
+
+def test_the_line_decides_like_evaluation(mkd_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    from export.pipeline import export_run
+    from tests.helpers.line_check import assert_line_decides_like_evaluation, evaluation_scores
+
+    export_run(mkd_run, tmp_path / "bundle", data=tiny_dataset)
+    assert_line_decides_like_evaluation(tmp_path / "bundle", tiny_dataset, evaluation_scores(mkd_run, tiny_dataset))

@@ -108,3 +108,9 @@ def test_cli_train_model_reb(tmp_path: Path, tiny_dataset: Path) -> None:
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["family"] == "reb" and config["mode"] == "rgb" and config["model"]["mode"] == "rgb"
     assert len(json.loads((out / "train_log.json").read_text())["finetune"]) == 2
+
+
+def test_the_line_decides_like_evaluation(reb_run: Path, reb_bundle: Path, tiny_dataset: Path) -> None:
+    from tests.helpers.line_check import assert_line_decides_like_evaluation, evaluation_scores
+
+    assert_line_decides_like_evaluation(reb_bundle, tiny_dataset, evaluation_scores(reb_run, tiny_dataset))

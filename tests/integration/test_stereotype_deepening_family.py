@@ -87,3 +87,11 @@ def test_cli_train_model_picks_the_edge_preset(tmp_path: Path) -> None:
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["preset"] == "stereotype_deepening-edge" and config["family"] == "stereotype_deepening"
     assert len(json.loads((out / "validation_scores.json").read_text())["scores"]) == 2
+
+
+def test_the_line_decides_like_evaluation(sd_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    from export.pipeline import export_run
+    from tests.helpers.line_check import assert_line_decides_like_evaluation, evaluation_scores
+
+    export_run(sd_run, tmp_path / "bundle", data=tiny_dataset)
+    assert_line_decides_like_evaluation(tmp_path / "bundle", tiny_dataset, evaluation_scores(sd_run, tiny_dataset))

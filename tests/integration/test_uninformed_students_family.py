@@ -116,3 +116,11 @@ def test_cli_train_model_uninformed_students(tmp_path: Path) -> None:
     assert config["model"]["target_channels"] == 16  # depth mode: only the depth reconstruction target
     unknown = CliRunner().invoke(app, [*args[:-2], "--preset", "ast-tiny"])
     assert unknown.exit_code == 2 and "does not match" in unknown.output
+
+
+def test_the_line_decides_like_evaluation(us_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    from export.pipeline import export_run
+    from tests.helpers.line_check import assert_line_decides_like_evaluation, evaluation_scores
+
+    export_run(us_run, tmp_path / "bundle", data=tiny_dataset)
+    assert_line_decides_like_evaluation(tmp_path / "bundle", tiny_dataset, evaluation_scores(us_run, tiny_dataset))
