@@ -91,6 +91,10 @@ class VGG16Features(nn.Module):
             param.requires_grad_(False)
         return self.eval()
 
+    def train(self, mode: bool = True) -> VGG16Features:
+        """Stay in eval mode like every frozen backbone (a parent's .train() must not change it)."""
+        return super().train(False)
+
 
 def full_model_keys() -> set[str]:
     """Keys of torchvision's complete VGG-16 (features + classifier), for the strict file check."""
