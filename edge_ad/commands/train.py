@@ -87,7 +87,7 @@ def train(
 ) -> None:
     """Train a model on good parts only and write the run folder.
 
-    Reads DATA/train/good and DATA/validation/good (without a validation split, --val-fraction of train is held out), preprocesses every sample exactly as the line runtime does, caches the frozen backbone's features, then trains the teacher and the student.
+    Reads DATA/train/good and DATA/validation/good (without a validation split, --val-fraction of train is held out), preprocesses every sample exactly as the line runtime does, then trains the model family: AST (default; caches the frozen backbone's features, trains the teacher then the student), or mkd, uninformed_students, stereotype_deepening, reb with --model (README: model table).
 
     Writes OUT/config.yaml, checkpoint.pt, train_log.json and validation_scores.json (scores of good parts, for setting the threshold).
 
