@@ -136,3 +136,14 @@ def test_presets_build_their_parts() -> None:
         build_parts(
             resolve_settings("uninformed_students-tiny", True, overrides={"model": {"crop_size": 30}}), True
         )
+
+
+def test_paper_preset_distils_resnet18_and_names_the_missing_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_ad.errors import WeightsError
+    from trainer.uninformed_students.setup import build_parts
+
+    monkeypatch.delenv("EDGE_AD_WEIGHTS_DIR", raising=False)
+    settings = resolve_settings("uninformed_students-paper", has_xyz=True)
+    assert settings.backbone.name == "resnet18"
+    with pytest.raises(WeightsError, match="resnet18-f37072fd.pth"):
+        build_parts(settings, True)

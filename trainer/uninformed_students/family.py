@@ -5,8 +5,8 @@ here; docs/models/uninformed_students.md has the reasons at more length:
 
 * Teacher losses L_k + L_c (the supplement's best); L_m dropped (needs ImageNet triplets).
   L_c as the mean squared off-diagonal correlation (the paper's plain sum is unbounded below).
-* L_k's pretrained descriptor: EfficientNet-Lite0 (packaged weights) instead of ResNet-18,
-  sampled at each patch centre from whole-image features; the teacher is trained on the good
+* L_k's pretrained descriptor: EfficientNet-Lite0 (packaged weights; the paper preset: ResNet-18,
+  a user file) sampled at each patch centre from whole-image features, not run per patch; the teacher is trained on the good
   training images (no ImageNet), densely on foreground crops.
 * Conv1 kernels fixed to 5x5 (p = 33) and 6x6 (p = 17); the p = 65 network is reconstructed
   from the main paper; the descriptor conv is linear (students regress signed targets).
