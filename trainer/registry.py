@@ -38,6 +38,7 @@ class TrainJob:
     out_dir: Path
     cache: FeatureCache
     progress: bool = True
+    threads: int = 1  # torch threads the run uses (set by trainer.train_run from the preset)
 
 
 @dataclass(eq=False)

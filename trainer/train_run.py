@@ -18,6 +18,7 @@ from edge_ad.errors import DataError
 from trainer.config import DEFAULT_PRESET, resolve_settings
 from trainer.feature_cache import FeatureCache, default_cache_dir
 from trainer.registry import TrainJob, TrainResult, get_family
+from trainer.torch_setup import cpu_threads
 
 
 def split_train_validation(
@@ -62,14 +63,17 @@ def train(
     train_split, val_split, val_source = split_train_validation(
         data_root, settings.val_fraction, settings.seed
     )
-    job = TrainJob(
-        settings=settings,
-        data_root=data_root,
-        train_split=train_split,
-        val_split=val_split,
-        val_source=val_source,
-        out_dir=Path(out_dir),
-        cache=FeatureCache(cache_dir if cache_dir is not None else default_cache_dir()),
-        progress=progress,
-    )
-    return get_family(settings.family).train(job)
+    # The preset's thread count holds for the whole run, whichever family trains it.
+    with cpu_threads(settings.train.cpu_threads) as threads:
+        job = TrainJob(
+            settings=settings,
+            data_root=data_root,
+            train_split=train_split,
+            val_split=val_split,
+            val_source=val_source,
+            out_dir=Path(out_dir),
+            cache=FeatureCache(cache_dir if cache_dir is not None else default_cache_dir()),
+            progress=progress,
+            threads=threads,
+        )
+        return get_family(settings.family).train(job)

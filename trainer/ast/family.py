@@ -13,7 +13,7 @@ from trainer.ast.train import assemble_split, fit_student, fit_teacher
 from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.features import prepare_split
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
+from trainer.torch_setup import resolve_device, seed_everything
 
 
 @register_family("ast")
@@ -23,8 +23,7 @@ class ASTFamily:
     @staticmethod
     def train(job: TrainJob) -> TrainResult:
         """Cache features, train teacher then student, write the run, score validation."""
-        with cpu_threads(job.settings.train.cpu_threads) as threads:
-            return _train(job, threads)
+        return _train(job, job.threads)
 
     @staticmethod
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> ASTDetector:

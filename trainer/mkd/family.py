@@ -44,7 +44,7 @@ from trainer.mkd.model import MKDDetector
 from trainer.mkd.setup import build_parts, rebuild_source
 from trainer.mkd.train import clone_data, fit_cloner, initial_lambda
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
+from trainer.torch_setup import resolve_device, seed_everything
 
 
 @register_family("mkd")
@@ -54,8 +54,7 @@ class MKDFamily:
     @staticmethod
     def train(job: TrainJob) -> TrainResult:
         """Preprocess, run the source once, train the cloner, write the run, score validation."""
-        with cpu_threads(job.settings.train.cpu_threads) as threads:
-            return _train(job, threads)
+        return _train(job, job.threads)
 
     @staticmethod
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> MKDDetector:

@@ -51,7 +51,7 @@ from trainer.reb.setup import (
     finetune_trunk,
 )
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
+from trainer.torch_setup import resolve_device, seed_everything
 
 
 @register_family("reb")
@@ -61,8 +61,7 @@ class REBFamily:
     @staticmethod
     def train(job: TrainJob) -> TrainResult:
         """Fine-tune on synthetic defects, build the memory bank, write the run, score validation."""
-        with cpu_threads(job.settings.train.cpu_threads) as threads:
-            return _train(job, threads)
+        return _train(job, job.threads)
 
     @staticmethod
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> REBDetector:

@@ -56,7 +56,7 @@ from trainer.stereotype_deepening.train import (
     fit_term_means,
     load_split,
 )
-from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
+from trainer.torch_setup import resolve_device, seed_everything
 
 PARTS = ("masters", "bachelors", "stats")
 
@@ -68,8 +68,7 @@ class StereotypeDeepeningFamily:
     @staticmethod
     def train(job: TrainJob) -> TrainResult:
         """Preprocess, fit the doctor statistics, masters, then bachelors; write the run; score validation."""
-        with cpu_threads(job.settings.train.cpu_threads) as threads:
-            return _train(job, threads)
+        return _train(job, job.threads)
 
     @staticmethod
     def load(config: dict[str, Any], checkpoint: dict[str, Any], device: torch.device) -> SDDetector:

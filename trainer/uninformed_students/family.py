@@ -27,7 +27,7 @@ import torch
 
 from trainer.family_run import load_state, run_config, write_run, write_train_log
 from trainer.registry import TrainJob, TrainResult, register_family
-from trainer.torch_setup import cpu_threads, resolve_device, seed_everything
+from trainer.torch_setup import resolve_device, seed_everything
 from trainer.uninformed_students.data import load_split, scale_data
 from trainer.uninformed_students.model import UninformedStudentsDetector, USModelConfig
 from trainer.uninformed_students.setup import build_parts
@@ -47,8 +47,7 @@ class UninformedStudentsFamily:
     @staticmethod
     def train(job: TrainJob) -> TrainResult:
         """Load the data, train teacher then students per patch size, calibrate, write the run, score validation."""
-        with cpu_threads(job.settings.train.cpu_threads) as threads:
-            return _train(job, threads)
+        return _train(job, job.threads)
 
     @staticmethod
     def load(
