@@ -36,11 +36,17 @@ def greedy_coreset(
         points = features @ projection.to(features.device, features.dtype)
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=generator))
-    nearest = squared_distances(points, points[chosen[0]][None])[:, 0]
+    # The loop is sequential by nature: keep each step to one matrix-vector product (norms once).
+    norms = (points * points).sum(1)
+
+    def to_centre(index: int) -> torch.Tensor:
+        return (norms - 2.0 * (points @ points[index]) + norms[index]).clamp(min=0.0)
+
+    nearest = to_centre(int(chosen[0]))
     for i in range(1, size):
         index = int(torch.argmax(nearest))
         chosen[i] = index
-        nearest = torch.minimum(nearest, squared_distances(points, points[index][None])[:, 0])
+        nearest = torch.minimum(nearest, to_centre(index))
     return chosen
 
 
