@@ -41,7 +41,7 @@ def benchmark_models(
         typer.Option("--work", help="Folder for WORK/FAMILY/{run,bundle,evaluation.json} (default: JSON-STEM-runs next to the JSON)."),
     ] = None,
     reuse: Annotated[
-        bool, typer.Option("--reuse", help="Skip training where WORK/FAMILY/run is a finished run of the same preset and mode.")
+        bool, typer.Option("--reuse", help="Skip training where WORK/FAMILY/run is a finished run of the same preset and mode (trusted as it is: train again after changing a family's code).")
     ] = False,
     frr: Annotated[
         float, typer.Option("--frr", min=0.0, max=1.0, help="Target false-reject rate; the threshold is set on good validation parts.")
