@@ -39,7 +39,6 @@ def run_config(
     model: Mapping[str, Any],
     preprocess: PreprocessConfig,
     device: torch.device,
-    threads: int,
     train_extra: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
@@ -54,7 +53,7 @@ def run_config(
         "backbone": dict(backbone) if backbone is not None else None,
         "model": dict(model),
         "preprocess": preprocess.to_dict(),
-        "train": {**to_plain(settings.train), **(train_extra or {}), "device": str(device), "threads": threads},
+        "train": {**to_plain(settings.train), **(train_extra or {}), "device": str(device), "threads": job.threads},
         "data": {
             "root": str(job.data_root),
             "train_samples": len(job.train_split),

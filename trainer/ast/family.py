@@ -72,7 +72,6 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         model=parts.model.to_dict(),
         preprocess=parts.preprocess,
         device=device,
-        threads=threads,
     )
     state = {"teacher": detector.teacher.state_dict(), "student": detector.student.state_dict()}
     validation_scores, scoring_seconds = write_run(job, config, state, detector, parts.preprocess)

@@ -97,7 +97,6 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         model=model.to_dict(),
         preprocess=parts.preprocess,
         device=device,
-        threads=threads,
     )
     del train_data, val_data  # the images are not needed for scoring
     validation_scores, scoring_seconds = write_run(

@@ -187,7 +187,6 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         model=detector.config.to_dict(),
         preprocess=parts.preprocess,
         device=device,
-        threads=threads,
         memory={"patches": len(bank), "coreset": size, "k": sizes.k, "ld_lambda": sizes.ld_lambda},
     )
     validation_scores, scoring_seconds = write_run(

@@ -118,7 +118,6 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         model=parts.model.to_dict(),
         preprocess=parts.preprocess,
         device=device,
-        threads=threads,
         train_extra={"mu": parts.mu, "train_crop": parts.train_crop},
     )
     state = {part: getattr(detector, part).state_dict() for part in PARTS}

@@ -105,7 +105,6 @@ def _train(job: TrainJob, threads: int) -> TrainResult:
         model=parts.model.to_dict(),
         preprocess=parts.preprocess,
         device=device,
-        threads=threads,
     )
     validation_scores, scoring_seconds = write_run(
         job, config, {"detector": detector.state_dict()}, detector, parts.preprocess
