@@ -19,7 +19,7 @@ from edge_ad.preprocess import preprocess, to_model_inputs
 from edge_ad.trt_engine_cache import TRT_INT8_FILE, build_engine_command
 from export.bundle_writer import MODEL_FILE, operating_point, write_bundle_manifest
 from export.float_nodes import MAX_RETRY_LEVEL, FloatNodePlan, float_node_plan
-from export.int8_gate import Int8GateReport, Int8Tolerance, gate_set, run_int8_gate
+from export.int8_gate import Int8GateReport, Int8Tolerance, gate_set, run_int8_gate, score_all
 from export.onnx_graph import OPSET, add_metadata, export_detector
 from export.parity import ParityReport, ParityTolerance, run_parity
 from export.quantize import (
@@ -29,6 +29,7 @@ from export.quantize import (
     prepare_for_quantization,
     quantize_model,
 )
+from export.score_offset import apply_score_offset, offset_node_names
 from trainer.features import needs_xyz
 from trainer.run_io import LoadedRun, load_detector
 
@@ -125,7 +126,11 @@ def quantize_with_gate(
     target: str,
     options: Int8Options,
 ) -> Int8Result:
-    """Calibrate on good training parts, quantize, gate against FP32; escalate float nodes on ``retry``."""
+    """Calibrate on good training parts, quantize, gate against FP32; escalate float nodes on ``retry``.
+
+    Each quantized model has its systematic score offset removed (:mod:`export.score_offset`),
+    measured on the same calibration parts, before it faces the gate.
+    """
     config = loaded.preprocess_config
     use_xyz = needs_xyz(config)
     train = open_split(data_root, "train")
@@ -135,6 +140,7 @@ def quantize_with_gate(
     gate = gate_set(data_root, config, use_xyz, options.gate_samples)
     fp32_path, int8_path = staging / MODEL_FILE, staging / INT8_FILE
     fp32_scores: np.ndarray | None = None
+    calibration_fp32 = score_all(fp32_path, batches)
     attempts: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge-ad-int8-") as work:
         # Quantize a shape-folded copy (outside the bundle); the gate compares with the bundle's FP32.
@@ -143,21 +149,27 @@ def quantize_with_gate(
         for level in range(MAX_RETRY_LEVEL + 1 if options.retry else 1):
             plan = float_node_plan(model, level)
             quantize_model(prepared, int8_path, reader, plan)
+            offset = apply_score_offset(calibration_fp32, int8_path, batches)
             report, fp32_scores = run_int8_gate(fp32_path, int8_path, gate, threshold, options.tolerance, fp32_scores)
-            attempts.append({"level": level, "float_nodes": plan.summary(), "gate": report.to_dict()})
+            attempts.append(
+                {"level": level, "float_nodes": plan.summary(), "score_offset": offset, "gate": report.to_dict()}
+            )
             if report.passed:
                 break
         else:
             hint = "" if options.retry else "; pass --int8-retry to keep more of the graph in float"
             tried = " | ".join(_attempt_summary(a) for a in attempts)
             raise ExportError(f"INT8 gate failed at level {level}: {'; '.join(report.failures)}{hint} [tried: {tried}]")
-        trt_report = None
+        trt_report, trt_offset = None, None
         if target == "tensorrt":
             trt_path = quantize_model(prepared, staging / TRT_INT8_FILE, reader, plan, for_tensorrt=True)
+            trt_offset = apply_score_offset(calibration_fp32, trt_path, batches)
             trt_report, _ = run_int8_gate(fp32_path, trt_path, gate, threshold, options.tolerance, fp32_scores)
             if not trt_report.passed:
                 raise ExportError("INT8 gate failed for the TensorRT (symmetric) model: " + "; ".join(trt_report.failures))
-    settings = QuantizationSettings(len(reader), data_hash, level, float_groups=plan.summary())
+    plan = FloatNodePlan({**plan.groups, "score_offset": offset_node_names()})
+    offsets = {"onnxruntime": offset, **({"tensorrt": trt_offset} if trt_offset is not None else {})}
+    settings = QuantizationSettings(len(reader), data_hash, level, float_groups=plan.summary(), score_offsets=offsets)
     return Int8Result(report, trt_report, settings, plan, attempts)
 
 

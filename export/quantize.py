@@ -66,6 +66,7 @@ class QuantizationSettings:
     op_types: tuple[str, ...] = QUANTIZED_OP_TYPES
     float_groups: dict[str, int] = field(default_factory=dict)
     weight_rounding: str = WEIGHT_ROUNDING
+    score_offsets: dict[str, float] = field(default_factory=dict)  # flavour -> offset subtracted (export.score_offset)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -78,6 +79,7 @@ class QuantizationSettings:
             "op_types_to_quantize": list(self.op_types),
             "float_node_groups": dict(self.float_groups),
             "weight_rounding": self.weight_rounding,
+            "score_offsets": dict(self.score_offsets),
         }
 
 

@@ -75,6 +75,11 @@ def export(
         )
         groups = ", ".join(f"{reason} {count}" for reason, count in result.int8.plan.summary().items())
         console.print(f"kept in float (retry level {result.int8.settings.level}): {groups}")
+        offsets = ", ".join(
+            f"{flavour} {value:+.4g} ({value / result.threshold:+.2%} of threshold)"
+            for flavour, value in result.int8.settings.score_offsets.items()
+        )
+        console.print(f"INT8 score offset measured on the calibration parts and subtracted: {offsets}")
     if result.device_command:
         console.print(f"on the Jetson, build the engine with: {result.device_command}")
 

@@ -15,6 +15,7 @@ from edge_ad.bundle import load_bundle, verify_bundle
 from edge_ad.cli import app
 from edge_ad.errors import ExportError
 from edge_ad.trt_engine_cache import TRT_INT8_FILE, TRT_INT8_ROLE
+from export.score_offset import OFFSET_INITIALIZER, offset_node_names
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 torch = pytest.importorskip("torch")
@@ -48,6 +49,15 @@ def test_int8_bundle_verifies_and_says_what_stayed_float(int8_bundle: Path) -> N
     assert quantization["calibration_samples"] == 8
     assert quantization["calibration_data_hash"].startswith("sha256:")
     assert quantization["weight_rounding"] == "kernel-sum-preserving"
+    # Each flavour's score offset was measured, subtracted in its graph and named as a float node.
+    offsets = quantization["score_offsets"]
+    assert set(offsets) == {"onnxruntime", "tensorrt"} and all(np.isfinite(v) for v in offsets.values())
+    assert quantization["attempts"][-1]["score_offset"] == offsets["onnxruntime"]
+    for name in (roles["model_int8"], roles[TRT_INT8_ROLE]):
+        graph = onnx.load(str(int8_bundle / name)).graph
+        constant = {i.name: numpy_helper.to_array(i) for i in graph.initializer}[OFFSET_INITIALIZER]
+        assert float(constant) == pytest.approx(offsets["tensorrt" if name == TRT_INT8_FILE else "onnxruntime"])
+    assert set(offset_node_names()) <= set(manifest.float_nodes)
     # The soft clamp and the distance tail stay float, and are named in the manifest.
     int8 = onnx.load(str(int8_bundle / "model.int8.onnx"))
     float_ops = {n.op_type for n in int8.graph.node if n.name in manifest.float_nodes}

@@ -22,6 +22,7 @@ from export.float_nodes import (
     soft_clamp_nodes,
     tail_nodes,
 )
+from export.int8_gate import score_all
 from export.quantize import (
     PreprocessedReader,
     calibration_batches,
@@ -29,6 +30,14 @@ from export.quantize import (
     preserve_kernel_sums,
     quantize_model,
     round_keeping_sums,
+)
+from export.score_offset import (
+    OFFSET_INITIALIZER,
+    OFFSET_NODE_PREFIX,
+    apply_score_offset,
+    measure_score_offset,
+    offset_node_names,
+    subtract_score_offset,
 )
 from tests.helpers.datasets import make_mvtec3d
 
@@ -228,3 +237,49 @@ def test_quantized_convs_answer_a_flat_input_like_fp32(tmp_path: Path) -> None:
     assert np.all(np.abs(int_sums - float_sums) <= 0.5 * step + 1e-9)  # half a step per (out, in) kernel
     # Idempotent: already-kept sums change nothing.
     assert preserve_kernel_sums(q, onnx.load(str(tmp_path / "fp32.onnx"))) == 0
+
+
+def test_score_offset_shifts_both_outputs_and_nothing_else(tmp_path: Path) -> None:
+    model = mini_flow_model()
+    onnx.save(model, str(tmp_path / "raw.onnx"))
+    subtract_score_offset(model, 0.25)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(tmp_path / "shifted.onnx"))
+    assert [o.name for o in model.graph.output] == ["anomaly_map", "score"]
+    assert set(offset_node_names()) <= {n.name for n in model.graph.node if n.op_type == "Sub"}
+    for feed in _feeds(2):
+        (raw_map, raw_score), (map_, score) = _run(tmp_path / "raw.onnx", feed), _run(tmp_path / "shifted.onnx", feed)
+        # The score is still the max of the uncorrected map, then corrected: the same constant on both.
+        np.testing.assert_allclose(map_, raw_map - 0.25, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(score, raw_score - 0.25, rtol=0, atol=1e-6)
+    with pytest.raises(ExportError, match="already subtracts"):
+        subtract_score_offset(model, 0.25)
+    with pytest.raises(ExportError, match="no output heatmap"):
+        subtract_score_offset(mini_flow_model(), 0.1, outputs=("heatmap",))
+
+
+def _scoring_higher(model: onnx.ModelProto, delta: float) -> onnx.ModelProto:
+    """``model`` with ``delta`` added to its map and score by nodes of its own (not an offset correction)."""
+    subtract_score_offset(model, -delta)
+    for init in model.graph.initializer:
+        if init.name == OFFSET_INITIALIZER:
+            init.name = "model_bias"
+    for node in model.graph.node:
+        node.input[:] = ["model_bias" if name == OFFSET_INITIALIZER else name for name in node.input]
+        node.name = node.name.replace(OFFSET_NODE_PREFIX, "/bias")
+    return model
+
+
+def test_score_offset_is_measured_on_calibration_scores_and_removed(tmp_path: Path) -> None:
+    model = mini_flow_model()
+    onnx.save(model, str(tmp_path / "fp32.onnx"))
+    feeds = _feeds(5)
+    fp32 = score_all(tmp_path / "fp32.onnx", feeds)
+    onnx.save(_scoring_higher(model, 0.5), str(tmp_path / "high.onnx"))  # as INT8's noise makes it
+    assert measure_score_offset(fp32, tmp_path / "high.onnx", feeds) == pytest.approx(0.5, abs=1e-5)
+    # Removing it in place brings the scores back to FP32's, on inputs it was not measured on.
+    assert apply_score_offset(fp32, tmp_path / "high.onnx", feeds) == pytest.approx(0.5, abs=1e-5)
+    other = _feeds(3, seed=9)
+    np.testing.assert_allclose(score_all(tmp_path / "high.onnx", other), score_all(tmp_path / "fp32.onnx", other), atol=1e-5)
+    with pytest.raises(ExportError, match="5 calibration inputs but 4"):
+        measure_score_offset(fp32[:4], tmp_path / "high.onnx", feeds)
