@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,13 +208,17 @@ def trtexec_command(
     tensorrt_version: str | None = None,
     workspace_mb: int = 1024,
     calibration_cache: Path | None = None,
+    float_nodes: Sequence[str] = (),
 ) -> list[str]:
     """The ``trtexec`` command line that builds the same engine (fallback when Python bindings fail).
 
     ``tensorrt_version`` None (unknown here) writes the flags of TensorRT >= 8.4.
 
     INT8 gets ``--int8`` only: adding ``--fp16`` would let the float nodes (distances) drop to half
-    precision. A calibration cache (implicit quantization) is passed as ``--calib``.
+    precision. A calibration cache (implicit quantization) is passed as ``--calib``. ``float_nodes``
+    (the manifest's) are pinned to FP32 as the Python build pins them: ``--precisionConstraints=obey``
+    with ``--layerPrecisions`` and ``--layerOutputTypes`` (``name:fp32``, comma-separated; the
+    ONNX parser names layers after the nodes).
     """
     if precision not in ENGINE_PRECISIONS:
         raise ConfigError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {precision!r}")
@@ -230,6 +235,9 @@ def trtexec_command(
         command.append("--int8")
         if calibration_cache is not None:
             command.append(f"--calib={calibration_cache}")
+    if float_nodes and precision != "fp32":
+        spec = ",".join(f"{name}:fp32" for name in dict.fromkeys(float_nodes))
+        command += ["--precisionConstraints=obey", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
     return command
 
 

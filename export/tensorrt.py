@@ -188,7 +188,9 @@ def build_engine(
     engine_path = engine_dir / key.file_name
     cache = engine_dir / f"{key.file_name[: -len('.engine')]}{CALIBRATION_CACHE_SUFFIX}"
     explicit = precision == "int8" and onnx_path != bundle.model_path("fp32")
-    fallback = trtexec_command(onnx_path, engine_path, precision, version, workspace_mb, None if explicit else cache)
+    fallback = trtexec_command(
+        onnx_path, engine_path, precision, version, workspace_mb, None if explicit else cache, bundle.manifest.float_nodes
+    )
     existing = find_engine(engine_dir, key)
     if existing is not None and not rebuild:
         check_engine(existing, key)
@@ -233,7 +235,10 @@ def _build_serialized(
     flags = 0 if uses_name_based_io(version) else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    command = " ".join(trtexec_command(onnx_path, Path("model.engine"), precision, version, workspace_mb))
+    float_nodes = bundle.manifest.float_nodes
+    command = " ".join(
+        trtexec_command(onnx_path, Path("model.engine"), precision, version, workspace_mb, float_nodes=float_nodes)
+    )
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT cannot parse {onnx_path}: {errors}. Fallback: {command}")
@@ -252,8 +257,8 @@ def _build_serialized(
             feeder.next_batch(names)  # fail now, not inside TensorRT's callback, when inputs are missing
             feeder = CalibrationFeeder(calibration or [], 1, cache)
             config.int8_calibrator = make_entropy_calibrator(trt, cuda, feeder)
-    if bundle.manifest.float_nodes and precision != "fp32":
-        if _pin_float_layers(trt, network, set(bundle.manifest.float_nodes)):
+    if float_nodes and precision != "fp32":
+        if _pin_float_layers(trt, network, set(float_nodes)):
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

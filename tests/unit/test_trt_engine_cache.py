@@ -111,3 +111,15 @@ def test_commands_for_the_device() -> None:
     assert old == ["trtexec", "--onnx=m.onnx", "--saveEngine=e.engine", "--workspace=256", "--int8", "--calib=c.calib"]
     with pytest.raises(ConfigError):
         trtexec_command(Path("m.onnx"), Path("e.engine"), "fp16", "10.3.0", 0)
+
+
+def test_trtexec_pins_the_float_nodes_to_fp32() -> None:
+    pins = ["--precisionConstraints=obey", "--layerPrecisions=/tail/Sub:fp32,/tail/Sqrt:fp32",
+            "--layerOutputTypes=/tail/Sub:fp32,/tail/Sqrt:fp32"]
+    nodes = ("/tail/Sub", "/tail/Sqrt", "/tail/Sub")  # a repeated name is written once
+    fp16 = trtexec_command(Path("m.onnx"), Path("e.engine"), "fp16", "10.3.0", 512, float_nodes=nodes)
+    assert fp16 == ["trtexec", "--onnx=m.onnx", "--saveEngine=e.engine", "--memPoolSize=workspace:512", "--fp16", *pins]
+    int8 = trtexec_command(Path("q.onnx"), Path("e.engine"), "int8", "8.5.2.2", 512, None, nodes)
+    assert int8[-4:] == ["--int8", *pins]
+    fp32 = trtexec_command(Path("m.onnx"), Path("e.engine"), "fp32", "10.3.0", 512, float_nodes=nodes)
+    assert not any(arg.startswith(("--precisionConstraints", "--layer")) for arg in fp32)  # already FP32
