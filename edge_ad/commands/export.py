@@ -117,7 +117,10 @@ def build_engine(
         from edge_ad.trt_engine_cache import trtexec_command
 
         onnx_path = onnx_for_engine(loaded, precision)
-        command = trtexec_command(onnx_path, Path(bundle) / "engines" / f"model_{precision}.engine", precision, None, workspace_mb)
+        engine_path = Path(bundle) / "engines" / f"model_{precision}.engine"
+        command = trtexec_command(
+            onnx_path, engine_path, precision, None, workspace_mb, float_nodes=loaded.manifest.float_nodes
+        )
         raise ConfigError(
             f"{exc}. Without the Python bindings, trtexec can build an engine: {' '.join(command)} "
             "(edge-ad loads engines it built itself; name and sidecar are checked)"
