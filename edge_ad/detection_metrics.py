@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -45,6 +46,17 @@ class RocCurve:
     fpr: np.ndarray
     tpr: np.ndarray
     thresholds: np.ndarray
+
+
+@dataclass(frozen=True)
+class AurocInterval:
+    """AUROC with DeLong's standard error and a two-sided normal-approximation interval in [0, 1]."""
+
+    auroc: float
+    std_error: float
+    low: float
+    high: float
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,39 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """
     curve = roc_curve(scores, labels)
     return _trapezoid(curve.fpr, curve.tpr)
+
+
+def auroc_interval(scores: np.ndarray, labels: np.ndarray, confidence: float = 0.95) -> AurocInterval:
+    """AUROC and its ``confidence`` interval from DeLong's variance (DeLong et al., Biometrics 1988).
+
+    Why: a test split of 20 good and 60 defective parts measures AUROC to about +-0.03, so a
+    figure without its interval invites over-reading a change of 0.01. The variance is
+    var(V10)/m + var(V01)/n over the per-part placement values (ties count one half), computed
+    from midranks (Sun & Xu 2014) in O((m + n) log(m + n)). The interval is AUROC +- z * SE,
+    clipped to [0, 1]; when the classes do not overlap at all the SE is 0 and so is the width,
+    which says nothing about unseen parts: read it together with the counts.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    s, y = _check_scores_labels(scores, labels)
+    pos, neg = s[y], s[~y]
+    m, n = pos.size, neg.size
+    ranks_all = _midranks(s)
+    # Placement values: the share of negatives below each positive, and of positives above each negative.
+    v10 = (ranks_all[y] - _midranks(pos)) / n
+    v01 = 1.0 - (ranks_all[~y] - _midranks(neg)) / m
+    area = float(v10.mean())
+    variance = (v10.var(ddof=1) if m > 1 else 0.0) / m + (v01.var(ddof=1) if n > 1 else 0.0) / n
+    std_error = float(np.sqrt(max(variance, 0.0)))
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * std_error
+    return AurocInterval(area, std_error, max(0.0, area - half), min(1.0, area + half), confidence)
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given the mean of the ranks they span."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)
+    return ((last - counts + 1 + last) / 2.0)[inverse]
 
 
 def midpoint_threshold(highest_accepted: float | None, lowest_flagged: float) -> float:

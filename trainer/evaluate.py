@@ -12,12 +12,13 @@ JSON schema ``edge-ad/evaluation/1`` (the ``--json`` file; also ``RUN/metrics.js
     score: the score kind evaluated ("ast", "teacher-nll", or another family's)
     aggregation: "max" | "mean" | "mixed"                  max of the masked map when has_mask, mean otherwise
     counts: {test, good, defective, validation_good}
-    image: {auroc, f1_max, f1_threshold, f1_precision, f1_recall}
+    image: {auroc, auroc_ci95: [low, high], auroc_std_error, f1_max, f1_threshold, f1_precision, f1_recall}
+                                                          DeLong interval: edge_ad.detection_metrics.auroc_interval
     pixel: {auroc, aupro, aupro_fpr_limit, n_maps, exact, skipped}   auroc/aupro null + reason in skipped
     threshold: {threshold, target_frr, achieved_frr, frr_upper_95, n, warning, source: "validation/good"}
     normalization: {median, scale, threshold}             edge_ad.thresholds.NormalizationStats
     operating_point: {threshold, frr, frr_upper_95, recall, confusion: {tp, fp, tn, fn}}   on the test split
-    by_type: {<defect type>: {count, image_auroc, detected, recall}}      good vs that type
+    by_type: {<defect type>: {count, image_auroc, image_auroc_ci95, detected, recall}}      good vs that type
     samples: [{name, defect_type, label, score, normalized, rejected}]   rejected = score > threshold
 
 Floats that are undefined (NaN) are written as null.
@@ -33,7 +34,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_ad.dataset import DatasetSplit, open_split
-from edge_ad.detection_metrics import aupro, auroc, f1_max, pixel_auroc, pixel_histograms, recall_by_type
+from edge_ad.detection_metrics import (
+    aupro,
+    auroc_interval,
+    f1_max,
+    pixel_auroc,
+    pixel_histograms,
+    recall_by_type,
+)
 from edge_ad.errors import ConfigError, DataError
 from edge_ad.thresholds import NormalizationStats, clopper_pearson_upper, threshold_for_frr
 from trainer.metrics_io import load_validation_scores, merge_run_metrics, write_json
@@ -148,20 +156,25 @@ def summarize(
     by_type = {}
     for name, rec in per_type.items():
         sel = good | (np.asarray(types, dtype=object) == name)
+        interval = auroc_interval(scores[sel], labels[sel])
         by_type[name] = {
             "count": rec.total,
-            "image_auroc": auroc(scores[sel], labels[sel]),
+            "image_auroc": interval.auroc,
+            "image_auroc_ci95": [interval.low, interval.high],
             "detected": rec.detected,
             "recall": rec.recall,
         }
     normalized = np.atleast_1d(norm.normalize(scores))
+    overall = auroc_interval(scores, labels)
     return {
         "schema": SCHEMA,
         "score": score_kind,
         "aggregation": _aggregation(scored),
         "counts": {"test": len(scored), "good": n_good, "defective": n_bad, "validation_good": choice.n},
         "image": {
-            "auroc": auroc(scores, labels),
+            "auroc": overall.auroc,
+            "auroc_ci95": [overall.low, overall.high],
+            "auroc_std_error": overall.std_error,
             "f1_max": best.f1,
             "f1_threshold": best.threshold,
             "f1_precision": best.precision,

@@ -160,6 +160,11 @@ def _roc_curves(summary: Mapping[str, Any]) -> list[tuple[str, np.ndarray, np.nd
     return curves
 
 
+def _interval(bounds: Sequence[float] | None) -> str:
+    """'low-high' of an AUROC interval, or '' when the summary predates intervals."""
+    return "" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
+
+
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -181,8 +186,10 @@ def build_report(summary: Mapping[str, Any], overlays: Mapping[str, Sequence[Ove
            f"<p>Score: {_fmt(summary['score'])} (aggregation {_fmt(summary['aggregation'])}). "
            f"Test parts: {summary['counts']['good']} good, {summary['counts']['defective']} defective.</p>",
            "<h2>Headline metrics</h2>",
-           _table([["image AUROC", img["auroc"]], ["F1-max", img["f1_max"]], ["pixel AUROC", pix["auroc"]],
-                   [f"AUPRO@{pix['aupro_fpr_limit']:.0%} FPR", pix["aupro"]]], ["metric", "value"])]
+           _table([["image AUROC", img["auroc"], _interval(img.get("auroc_ci95"))],
+                   ["F1-max", img["f1_max"], ""], ["pixel AUROC", pix["auroc"], ""],
+                   [f"AUPRO@{pix['aupro_fpr_limit']:.0%} FPR", pix["aupro"], ""]],
+                  ["metric", "value", "95% interval (DeLong)"])]
     if pix.get("skipped"):
         out.append(f"<p>Pixel metrics skipped: {html.escape(pix['skipped'])}</p>")
     out += ["<h2>Operating point</h2>",
@@ -195,8 +202,9 @@ def build_report(summary: Mapping[str, Any], overlays: Mapping[str, Sequence[Ove
     out.append(_table([["good parts rejected (FRR)", f"{op['frr']:.2%}", f"{c['fp']} of {c['fp'] + c['tn']}"],
                        ["defects caught (recall)", f"{op['recall']:.2%}", f"{c['tp']} of {c['tp'] + c['fn']}"]],
                       ["on the test split", "rate", "count"]))
-    out.append(_table([[name, t["count"], t["image_auroc"], t["recall"]] for name, t in summary["by_type"].items()],
-                      ["defect type", "parts", "image AUROC", "recall at threshold"]))
+    out.append(_table([[name, t["count"], t["image_auroc"], _interval(t.get("image_auroc_ci95")), t["recall"]]
+                       for name, t in summary["by_type"].items()],
+                      ["defect type", "parts", "image AUROC", "95% interval", "recall at threshold"]))
     out.append("<h2>Curves and score distributions</h2><div class='plots'>")
     out.append(svg_roc(_roc_curves(summary)))
     for name in [None, *summary["by_type"]]:

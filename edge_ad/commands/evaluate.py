@@ -24,11 +24,18 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _auroc(value: float | None, interval: list[float] | None) -> str:
+    """AUROC with its 95% interval when the summary has one (older JSON files do not)."""
+    if value is None or not interval:
+        return _num(value)
+    return f"{value:.4f}  (95% CI {interval[0]:.3f}-{interval[1]:.3f})"
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     """Headline metrics and per-type recall as two small tables."""
     thr, op, img, pix = summary["threshold"], summary["operating_point"], summary["image"], summary["pixel"]
     head = Table("metric", "value", title=f"{summary.get('run', '')} on {summary.get('category', '')}")
-    head.add_row("image AUROC", _num(img["auroc"]))
+    head.add_row("image AUROC", _auroc(img["auroc"], img.get("auroc_ci95")))
     head.add_row("pixel AUROC", _num(pix["auroc"]))
     head.add_row(f"AUPRO@{pix['aupro_fpr_limit']:.0%}", _num(pix["aupro"]))
     head.add_row("F1-max", _num(img["f1_max"]))
@@ -38,7 +45,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(head)
     types = Table("defect type", "parts", "image AUROC", "recall")
     for name, row in summary["by_type"].items():
-        types.add_row(name, str(row["count"]), _num(row["image_auroc"]), _pct(row["recall"]))
+        types.add_row(
+            name, str(row["count"]), _auroc(row["image_auroc"], row.get("image_auroc_ci95")), _pct(row["recall"])
+        )
     console.print(types)
     if pix.get("skipped"):
         err_console.print(f"pixel metrics skipped: {pix['skipped']}")

@@ -68,7 +68,19 @@ def test_summarize_numbers_by_hand() -> None:
     assert out["image"]["auroc"] == pytest.approx(11 / 12)
     # flagging the top five (down to 0.9): tp 4, fp 1, fn 0 -> F1 8/9; threshold halfway 0.5..0.9
     assert out["image"]["f1_max"] == pytest.approx(8 / 9) and out["image"]["f1_threshold"] == pytest.approx(0.7)
-    assert out["by_type"]["dent"] == {"count": 2, "image_auroc": pytest.approx(5 / 6), "detected": 1, "recall": 0.5}
+    # DeLong by hand: placements of the positives (1, 2/3, 1, 1) and of the negatives (1, 1, 3/4)
+    # have sample variances 1/36 and 1/48; over 4 and 3 parts that is 1/144 + 1/144, SE = sqrt(2) / 12.
+    assert out["image"]["auroc_std_error"] == pytest.approx(np.sqrt(2) / 12)
+    low, high = out["image"]["auroc_ci95"]
+    assert low == pytest.approx(11 / 12 - 1.959964 * np.sqrt(2) / 12, abs=1e-6) and high == 1.0
+    # dent: placements (1, 2/3) and (1, 1, 1/2): 1/18 / 2 + 1/12 / 3 = 1/18
+    assert out["by_type"]["dent"] == {
+        "count": 2,
+        "image_auroc": pytest.approx(5 / 6),
+        "image_auroc_ci95": [pytest.approx(5 / 6 - 1.959964 / np.sqrt(18), abs=1e-6), 1.0],
+        "detected": 1,
+        "recall": 0.5,
+    }
     assert out["by_type"]["stain"]["image_auroc"] == 1.0 and out["by_type"]["stain"]["recall"] == 1.0
     assert out["normalization"]["median"] == pytest.approx(0.495)
     assert [s["rejected"] for s in out["samples"]] == [False, False, True, True, False, True, True]
@@ -156,6 +168,8 @@ def test_report_is_valid_html_with_plots_and_overlays(tmp_path: Path) -> None:
         ET.fromstring(svg)  # well-formed XML
         assert 'stroke-dasharray="5,3"' in svg  # the threshold line
     assert "AUROC 0.917" in page and "test/dent/003 &lt;&amp;&gt;" in page
+    low = summary["image"]["auroc_ci95"][0]
+    assert f"{low:.3f}-1.000" in page and "95% interval (DeLong)" in page
     assert len(checker.images) == 1 and checker.images[0].startswith("data:image/png;base64,")
     png = cv2.imdecode(np.frombuffer(base64.b64decode(checker.images[0].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert png.shape == (*SIZE, 3)
@@ -221,7 +235,7 @@ def test_evaluate_command_on_a_tiny_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--run", str(run), "--data", str(data), "--json", str(out_json),
                                  "--frr", "0.2"])
     assert result.exit_code == 0, result.output
-    assert "image AUROC" in result.output and "dent" in result.output
+    assert "image AUROC" in result.output and "dent" in result.output and "95% CI" in result.output
     summary = json.loads(out_json.read_text())
     assert summary["schema"] == SCHEMA and summary["run"] == "run" and summary["category"] == "widget"
     assert summary["counts"] == {"test": 8, "good": 4, "defective": 4, "validation_good": 6}

@@ -12,6 +12,7 @@ from edge_ad.detection_metrics import (
     area_up_to,
     aupro,
     auroc,
+    auroc_interval,
     f1_max,
     pixel_auroc,
     pro_curve,
@@ -34,6 +35,44 @@ def test_auroc_by_hand_with_ties() -> None:
     assert auroc(SCORES, LABELS) == pytest.approx(0.75)
     # positives {0.5, 0.9} vs negatives {0.5, 0.2}: pairs 0.5 (tie) + 1 + 1 + 1 = 3.5 of 4
     assert auroc(np.array([0.5, 0.5, 0.2, 0.9]), np.array([1, 0, 0, 1])) == pytest.approx(0.875)
+
+
+def test_auroc_interval_by_hand() -> None:
+    # positives {0.35, 0.8} beat negatives {0.1, 0.4} in placements (1/2, 1) and (1, 1/2):
+    # var = 0.125 / 2 + 0.125 / 2, SE = sqrt(0.125); the upper end is clipped at 1.
+    out = auroc_interval(SCORES, LABELS)
+    assert out.auroc == pytest.approx(0.75) and out.std_error == pytest.approx(np.sqrt(0.125))
+    assert out.low == pytest.approx(0.75 - 1.959964 * np.sqrt(0.125), abs=1e-6) and out.high == 1.0
+    # ties count one half: placements (3/4, 1) and (3/4, 1) -> SE = sqrt(2 * 0.03125 / 2)
+    tied = auroc_interval(np.array([0.5, 0.5, 0.2, 0.9]), np.array([1, 0, 0, 1]), confidence=0.9)
+    assert tied.auroc == pytest.approx(0.875) and tied.std_error == pytest.approx(np.sqrt(0.03125))
+    assert tied.auroc - tied.low == pytest.approx(1.644854 * np.sqrt(0.03125), abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auroc_interval_matches_pairwise_delong(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Rounded scores: many ties, which the midrank shortcut must count one half like the pairs do.
+    pos, neg = np.round(rng.normal(1.0, 1.0, 37), 1), np.round(rng.normal(0.0, 1.0, 23), 1)
+    psi = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])
+    se = np.sqrt(psi.mean(1).var(ddof=1) / pos.size + psi.mean(0).var(ddof=1) / neg.size)
+    out = auroc_interval(np.r_[pos, neg], np.r_[np.ones(37), np.zeros(23)])
+    assert out.auroc == pytest.approx(psi.mean()) and out.std_error == pytest.approx(se)
+    assert out.low < out.auroc < out.high
+
+
+def test_auroc_interval_narrows_with_more_parts_and_rejects_bad_confidence() -> None:
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (20, 200, 2000):
+        scores = np.r_[rng.normal(1.0, 1.0, n), rng.normal(0.0, 1.0, n)]
+        out = auroc_interval(scores, np.r_[np.ones(n), np.zeros(n)])
+        widths.append(out.high - out.low)
+    assert widths[0] > widths[1] > widths[2]
+    separated = auroc_interval(np.array([0.0, 0.1, 0.9, 1.0]), np.array([0, 0, 1, 1]))
+    assert (separated.auroc, separated.std_error, separated.low, separated.high) == (1.0, 0.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="confidence"):
+        auroc_interval(SCORES, LABELS, confidence=1.0)
 
 
 def test_auroc_single_class_raises() -> None:
