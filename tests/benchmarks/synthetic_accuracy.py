@@ -69,8 +69,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     head = ["data", "mode", "score", "image", "95% interval", *DEFECTS, "pixel", "aupro", "train s"]
     lines = [" ".join(f"{h:>13}" for h in head)]
     for row in rows:
-        low, high = row.get("image_auroc_ci95") or (float("nan"), float("nan"))
-        cells = [row.get("data", ""), row["mode"], row["score"], f"{row['image_auroc']:.3f}", f"{low:.3f}-{high:.3f}"]
+        interval = row.get("image_auroc_ci95")  # none for the mean over seeds
+        span = f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else "-"
+        cells = [row.get("data", ""), row["mode"], row["score"], f"{row['image_auroc']:.3f}", span]
         cells += [f"{row['by_type'].get(kind, float('nan')):.3f}" for kind in DEFECTS]
         cells += [f"{row['pixel_auroc']:.3f}", f"{row['aupro']:.3f}", f"{row['train_s']:.0f}"]
         lines.append(" ".join(f"{c:>13}" for c in cells))
