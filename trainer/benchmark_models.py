@@ -209,6 +209,7 @@ def _evaluate(row: BenchmarkRow, data: Path, folder: Path, options: BenchmarkOpt
     )
     row.score = summary["score"]
     row.image_auroc, row.pixel_auroc = summary["image"]["auroc"], summary["pixel"]["auroc"]
+    row.image_auroc_ci95 = summary["image"]["auroc_ci95"]
     row.aupro = summary["pixel"]["aupro"]
     row.frr, row.recall = summary["operating_point"]["frr"], summary["operating_point"]["recall"]
     row.by_type = {name: entry["image_auroc"] for name, entry in summary["by_type"].items()}

@@ -40,6 +40,7 @@ class BenchmarkRow:
     mode: str
     score: str | None = None
     image_auroc: float | None = None
+    image_auroc_ci95: list[float] | None = None  # DeLong, edge_ad.detection_metrics.auroc_interval
     pixel_auroc: float | None = None
     aupro: float | None = None
     frr: float | None = None  # on good test parts, at the threshold set on good validation parts
@@ -178,6 +179,11 @@ def _count(value: int | None) -> str:
     return str(value)
 
 
+def _interval(bounds: list[float] | None) -> str:
+    # Reports written before intervals were recorded have none.
+    return "-" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
+
+
 def _speed(value: float | None) -> str:
     if _missing(value):
         return "-"
@@ -190,6 +196,7 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("preset", lambda r: r["preset"]),
     ("mode", lambda r: r["mode"]),
     ("image AUROC", lambda r: _metric(r["image_auroc"])),
+    ("95% interval", lambda r: _interval(r.get("image_auroc_ci95"))),
     ("pixel AUROC", lambda r: _metric(r["pixel_auroc"])),
     ("AUPRO", lambda r: _metric(r["aupro"])),
     ("FRR", lambda r: _pct(r["frr"])),

@@ -39,6 +39,7 @@ MACHINE = {"cpu_count": 2, "cpu_model": "Test CPU", "onnxruntime": "1.0"}
 def _good_row() -> BenchmarkRow:
     return BenchmarkRow(
         family="ast", preset="ast-edge", mode="rgbd", score="ast", image_auroc=0.9876, pixel_auroc=0.95,
+        image_auroc_ci95=[0.9712, 1.0],
         aupro=0.8123, frr=0.05, recall=0.9, by_type={"dent": 0.91, "stain": 1.0}, params=4_250_000,
         trained_params=1_234_567, macs=2_345_000_000, ort_fps=41.66, ort_latency_ms_median=24.0, train_seconds=171.4,
     )
@@ -139,7 +140,8 @@ def test_report_json_has_the_schema_rows_and_strict_nulls(tmp_path: Path) -> Non
     assert first["error"] is None and first["params"] == 4_250_000
     assert second["error"] == "train: ConfigError: mode rgbd not supported" and second["error_code"] == 2
     assert second["image_auroc"] is None
-    expected = {"family", "preset", "mode", "image_auroc", "pixel_auroc", "aupro", "by_type", "params",
+    assert first["image_auroc_ci95"] == [0.9712, 1.0] and second["image_auroc_ci95"] is None
+    expected = {"family", "preset", "mode", "image_auroc", "image_auroc_ci95", "pixel_auroc", "aupro", "by_type", "params",
                 "trained_params", "macs", "ort_fps", "ort_latency_ms_median", "train_seconds", "error"}
     assert expected <= set(first)
 
@@ -149,17 +151,17 @@ def test_markdown_rows_format_numbers_and_add_an_error_column_only_when_needed()
     lines = text.splitlines()
     assert lines[0].startswith("_widget, mode rgbd, size edge;") and "Test CPU (2 CPUs)" in lines[0]
     assert lines[2] == (
-        "| family | preset | mode | image AUROC | pixel AUROC | AUPRO | FRR | recall | params | trained | MACs "
+        "| family | preset | mode | image AUROC | 95% interval | pixel AUROC | AUPRO | FRR | recall | params | trained | MACs "
         "| ORT fps | ORT ms | train s |"
     )
     assert lines[3].startswith("| --- | --- | --- | ---: |")
-    assert lines[4] == "| ast | ast-edge | rgbd | 0.988 | 0.950 | 0.812 | 5.0% | 90.0% | 4.25M | 1.23M | 2.35G | 41.7 | 24.0 | 171 |"
+    assert lines[4] == "| ast | ast-edge | rgbd | 0.988 | 0.971-1.000 | 0.950 | 0.812 | 5.0% | 90.0% | 4.25M | 1.23M | 2.35G | 41.7 | 24.0 | 171 |"
     assert "| family | dent | stain |" in lines and "| ast | 0.910 | 1.000 |" in lines
     failed = _failed_row("reb", "export", ExportError("parity | gate failed"), 8)
     with_error = markdown_table(build_report([_good_row(), failed], SETUP, MACHINE)).splitlines()
     assert with_error[2].endswith("| train s | error |")
     assert with_error[4].endswith("| 171 |  |")
-    assert with_error[5] == "| reb | reb-edge | rgbd | - | - | - | - | - | - | - | - | - | - | - | export: ExportError: parity \\| gate failed |"
+    assert with_error[5] == "| reb | reb-edge | rgbd | - | - | - | - | - | - | - | - | - | - | - | - | export: ExportError: parity \\| gate failed |"
     assert "| reb | - | - |" in with_error  # per-type table: no results for the failed family
 
 
