@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from edge_ad.detection_metrics import format_interval
 from edge_ad.errors import ConfigError
 
 SCHEMA = "edge-ad/benchmark-models/1"
@@ -179,11 +180,6 @@ def _count(value: int | None) -> str:
     return str(value)
 
 
-def _interval(bounds: list[float] | None) -> str:
-    # Reports written before intervals were recorded have none.
-    return "-" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
-
-
 def _speed(value: float | None) -> str:
     if _missing(value):
         return "-"
@@ -196,7 +192,7 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("preset", lambda r: r["preset"]),
     ("mode", lambda r: r["mode"]),
     ("image AUROC", lambda r: _metric(r["image_auroc"])),
-    ("95% interval", lambda r: _interval(r.get("image_auroc_ci95"))),
+    ("95% interval", lambda r: format_interval(r.get("image_auroc_ci95"))),
     ("pixel AUROC", lambda r: _metric(r["pixel_auroc"])),
     ("AUPRO", lambda r: _metric(r["aupro"])),
     ("FRR", lambda r: _pct(r["frr"])),

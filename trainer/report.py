@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_ad.detection_metrics import roc_curve
+from edge_ad.detection_metrics import format_interval, roc_curve
 from edge_ad.errors import DataError
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
@@ -160,11 +160,6 @@ def _roc_curves(summary: Mapping[str, Any]) -> list[tuple[str, np.ndarray, np.nd
     return curves
 
 
-def _interval(bounds: Sequence[float] | None) -> str:
-    """'low-high' of an AUROC interval, or '' when the summary predates intervals."""
-    return "" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
-
-
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -186,7 +181,7 @@ def build_report(summary: Mapping[str, Any], overlays: Mapping[str, Sequence[Ove
            f"<p>Score: {_fmt(summary['score'])} (aggregation {_fmt(summary['aggregation'])}). "
            f"Test parts: {summary['counts']['good']} good, {summary['counts']['defective']} defective.</p>",
            "<h2>Headline metrics</h2>",
-           _table([["image AUROC", img["auroc"], _interval(img.get("auroc_ci95"))],
+           _table([["image AUROC", img["auroc"], format_interval(img.get("auroc_ci95"), "")],
                    ["F1-max", img["f1_max"], ""], ["pixel AUROC", pix["auroc"], ""],
                    [f"AUPRO@{pix['aupro_fpr_limit']:.0%} FPR", pix["aupro"], ""]],
                   ["metric", "value", "95% interval (DeLong)"])]
@@ -202,7 +197,7 @@ def build_report(summary: Mapping[str, Any], overlays: Mapping[str, Sequence[Ove
     out.append(_table([["good parts rejected (FRR)", f"{op['frr']:.2%}", f"{c['fp']} of {c['fp'] + c['tn']}"],
                        ["defects caught (recall)", f"{op['recall']:.2%}", f"{c['tp']} of {c['tp'] + c['fn']}"]],
                       ["on the test split", "rate", "count"]))
-    out.append(_table([[name, t["count"], t["image_auroc"], _interval(t.get("image_auroc_ci95")), t["recall"]]
+    out.append(_table([[name, t["count"], t["image_auroc"], format_interval(t.get("image_auroc_ci95"), ""), t["recall"]]
                        for name, t in summary["by_type"].items()],
                       ["defect type", "parts", "image AUROC", "95% interval", "recall at threshold"]))
     out.append("<h2>Curves and score distributions</h2><div class='plots'>")

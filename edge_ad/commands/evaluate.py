@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from edge_ad.commands._common import console, err_console, handle_errors
+from edge_ad.detection_metrics import format_interval
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +29,7 @@ def _auroc(value: float | None, interval: list[float] | None) -> str:
     """AUROC with its 95% interval when the summary has one (older JSON files do not)."""
     if value is None or not interval:
         return _num(value)
-    return f"{value:.4f}  (95% CI {interval[0]:.3f}-{interval[1]:.3f})"
+    return f"{value:.4f}  (95% CI {format_interval(interval)})"
 
 
 def print_summary(summary: dict[str, Any]) -> None:

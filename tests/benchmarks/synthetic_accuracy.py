@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 from dataclasses import replace  # noqa: E402
 
+from edge_ad.detection_metrics import format_interval  # noqa: E402
 from edge_ad.synth import generate_dataset  # noqa: E402
 from edge_ad.synth_config import SynthConfig  # noqa: E402
 from trainer.evaluate import evaluate_run  # noqa: E402
@@ -69,8 +70,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     head = ["data", "mode", "score", "image", "95% interval", *DEFECTS, "pixel", "aupro", "train s"]
     lines = [" ".join(f"{h:>13}" for h in head)]
     for row in rows:
-        interval = row.get("image_auroc_ci95")  # none for the mean over seeds
-        span = f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else "-"
+        span = format_interval(row.get("image_auroc_ci95"))  # none for the mean over seeds
         cells = [row.get("data", ""), row["mode"], row["score"], f"{row['image_auroc']:.3f}", span]
         cells += [f"{row['by_type'].get(kind, float('nan')):.3f}" for kind in DEFECTS]
         cells += [f"{row['pixel_auroc']:.3f}", f"{row['aupro']:.3f}", f"{row['train_s']:.0f}"]
